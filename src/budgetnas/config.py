@@ -1,0 +1,125 @@
+"""Command options as pydantic models; the CLI flags are generated from the fields.
+
+Each command declares one model (subclass of `CommonOptions`). `add_model_arguments` turns its
+fields into `--field-name` flags (help text = field description), and `resolve_options` merges a
+YAML `--config` file with the flags (flags win) and validates the result. Any invalid value becomes
+a `UserError` naming the field and the file it came from.
+"""
+from __future__ import annotations
+
+import argparse
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UserError
+
+DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"]
+
+
+class CommonOptions(BaseModel):
+    """Options every command takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetName = Field("digits", description="dataset (digits is built in)")
+    data_dir: Path | None = Field(None, description="where the dataset lives")
+    download: bool = Field(False, description="download cifar10/cifar100 if missing")
+    image_size: int | None = Field(None, ge=4, description="resize images to this size (imagefolder)")
+    subset: int | None = Field(None, ge=10, description="use at most this many training images")
+    skip_bad_images: bool = Field(False, description="skip unreadable images (counted) instead of failing")
+    out: Path | None = Field(None, description="run directory (default runs/<command>-<timestamp>)")
+    seed: int = Field(0, ge=0, description="random seed")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to compute")
+    resume: bool = Field(False, description="continue the run in --out from its last checkpoint")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch")
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _list_parser(item_type: type):
+    def parse(text: str) -> list:
+        try:
+            return [item_type(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of "
+                                             f"{item_type.__name__}, got {text!r}") from None
+    return parse
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
+                        *, skip: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of `model`; defaults stay None so YAML values are not overridden."""
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        flag = "--" + name.replace("_", "-")
+        annotation = _unwrap_optional(field.annotation)
+        help_text = f"{field.description or ''} (default: {field.default})"
+        kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is Literal:
+            kwargs["choices"] = list(typing.get_args(annotation))
+        elif typing.get_origin(annotation) is list:
+            (item,) = typing.get_args(annotation)
+            kwargs["type"] = _list_parser(item)
+            kwargs["metavar"] = f"{item.__name__.upper()},..."
+        elif annotation in (int, float):
+            kwargs["type"] = annotation
+        else:
+            kwargs["type"] = str
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--config", dest="config", default=None,
+                        help="YAML file with any of these options (flags override it)")
+
+
+def load_yaml_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("config file not found", where=str(path), fix="check the path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"not valid YAML ({str(exc).splitlines()[0]})", where=str(path),
+                        fix="fix the YAML syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError("the top level must be a mapping of option: value", where=str(path))
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def resolve_options(model: type[BaseModel], args: argparse.Namespace,
+                    extra: dict | None = None) -> BaseModel:
+    """YAML config (if any) < flags given on the command line < `extra`; validated by `model`."""
+    config_path = getattr(args, "config", None)
+    values = load_yaml_config(config_path) if config_path else {}
+    for name in model.model_fields:
+        flag_value = getattr(args, name, None)
+        if flag_value is not None:
+            values[name] = flag_value
+    values.update(extra or {})
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "options"
+        source = f"{config_path}: {field}" if config_path and field in values and \
+            getattr(args, field, None) is None else "--" + field.replace("_", "-")
+        if err["type"] == "extra_forbidden":
+            raise UserError(f"unknown option {field!r}", where=str(config_path or "options"),
+                            fix="see --help for the options this command takes") from None
+        raise UserError(f"{err['msg']} (got {err.get('input')!r})", where=source,
+                        fix="see --help for accepted values") from None

@@ -1,0 +1,100 @@
+"""What every command does around its work: run directory, lock, device, seeds, threads."""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+LOCK_NAME = ".lock"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("CUDA is not available on this machine", where="--device",
+                        fix="use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def prepare_run_dir(out: Path | None, command: str, *, resume: bool,
+                    checkpoint: str = "checkpoint.pt") -> Path:
+    """Create (or, with resume, reopen) the run directory and lock it against a second writer.
+
+    Every rank computes the same directory; only rank 0 creates and locks it."""
+    if out is None:
+        if resume:
+            raise UserError("--resume needs --out pointing at the run to continue", where="--resume")
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{command}-{stamp}"
+    out = Path(out)
+    if resume and not (out / checkpoint).is_file():
+        raise UserError(f"no {checkpoint} to resume from", where=str(out),
+                        fix="run without --resume to start afresh")
+    if not resume and (out / checkpoint).is_file():
+        raise UserError("this directory already holds a run", where=str(out),
+                        fix="pass --resume to continue it, or choose another --out")
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        acquire_lock(out)
+    return out
+
+
+def acquire_lock(directory: Path) -> None:
+    """Refuse a directory that another live process is writing to (stale locks are taken over)."""
+    lock = directory / LOCK_NAME
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise UserError(f"another budgetnas process (pid {pid}) is using this directory",
+                            where=str(directory), fix="wait for it to finish or choose another --out") from None
+        lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(os.getpid()))
+    import atexit
+
+    atexit.register(lambda: lock.unlink(missing_ok=True) if _owned(lock) else None)
+
+
+def _owned(lock: Path) -> bool:
+    try:
+        return int(lock.read_text().strip()) == os.getpid()
+    except (OSError, ValueError):
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
