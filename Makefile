@@ -1,0 +1,28 @@
+# budgetnas: `make demo` runs the default search, `make test` runs the test suite.
+# Both create .venv when it is missing and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test install clean
+
+$(VENV)/.base: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.base
+
+demo: $(VENV)/.base
+	$(PY) -m budgetnas search mgas --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: $(VENV)/.test
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,90 @@
+"""`budgetnas profile`: params (dense, non-zero), MACs and latency of an architecture.
+
+    budgetnas profile ARCH.json [--latency] [--device cpu] [--json]
+    budgetnas profile --space nb201 --genotype '|nor_conv_3x3~0|+|...|' [--dataset cifar10]
+    budgetnas profile --space mbconv --sample 200 --out table.csv [--backend onnxruntime]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..arch import load_arch
+from ..errors import UserError
+from ..run import resolve_device
+from . import profile
+
+DATASET_SHAPES = {"digits": (1, 8, 10), "synthetic": (3, 8, 4), "cifar10": (3, 32, 10),
+                  "cifar100": (3, 32, 100), "imagefolder": (3, 32, None)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("arch", nargs="?", help="architecture file (arch.json)")
+    parser.add_argument("--space", help="space name, with --genotype or --sample instead of ARCH")
+    parser.add_argument("--genotype", help="genotype string of --space (e.g. an NB201 arch string)")
+    parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASET_SHAPES),
+                        help="input shape and classes for --space (default cifar10)")
+    parser.add_argument("--sample", type=int, help="measure N sampled architectures of --space")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="latency runtime for --sample")
+    parser.add_argument("--out", help="table file written by --sample (CSV)")
+    parser.add_argument("--latency", action="store_true", help="also measure latency")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, default=1, help="latency batch size")
+    parser.add_argument("--runs", type=int, default=50, help="timed runs (median reported)")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed warm-up runs")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for latency")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --sample")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def run(args: argparse.Namespace) -> int:
+    for name in ("batch_size", "runs"):
+        if getattr(args, name) < 1:
+            raise UserError("must be >= 1", where=f"--{name.replace('_', '-')}")
+    device = str(resolve_device(args.device))
+    if args.sample is not None:
+        return _sample(args, device)
+    arch = _resolve_arch(args)
+    result = profile(arch, device=device if args.latency else None, batch_size=args.batch_size,
+                     runs=args.runs, warmup=args.warmup, threads=args.threads)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+    else:
+        width = max(map(len, result))
+        for key, value in result.items():
+            print(f"  {key:<{width}}  {value:.3f}" if isinstance(value, float)
+                  else f"  {key:<{width}}  {value}")
+    return 0
+
+
+def _resolve_arch(args: argparse.Namespace):
+    if args.arch and (args.space or args.genotype):
+        raise UserError("give either ARCH.json or --space with --genotype, not both", where="profile")
+    if args.arch:
+        return load_arch(args.arch)
+    if not (args.space and args.genotype):
+        raise UserError("nothing to profile", where="profile",
+                        fix="give ARCH.json, or --space NAME --genotype STRING")
+    from ..methods.nag.latency_table import arch_from_genotype_string
+
+    channels, size, classes = DATASET_SHAPES[args.dataset]
+    return arch_from_genotype_string(args.space, args.genotype, in_channels=channels,
+                                     input_size=size, num_classes=classes or 10)
+
+
+def _sample(args: argparse.Namespace, device: str) -> int:
+    if not args.space or not args.out:
+        raise UserError("--sample needs --space and --out", where="--sample",
+                        fix="e.g. --space mbconv --sample 200 --out latency.csv")
+    if args.sample < 1:
+        raise UserError("must be >= 1", where="--sample")
+    from ..methods.nag.latency_table import collect_latency_table
+
+    path = collect_latency_table(args.space, args.sample, backend=args.backend, device=device,
+                                 batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
+                                 threads=args.threads, seed=args.seed, out_path=args.out)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Retraining an architecture from scratch (the DARTS/MGAS recipe, all configurable)."""
