@@ -114,9 +114,11 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
                 if aux is not None:
                     loss = loss + recipe.auxiliary_weight * criterion(aux, y)
             if not math.isfinite(loss.item()):
+                kept = (f"the checkpoint of epoch {epoch} is kept" if epoch else
+                        "no epoch had finished, so no checkpoint was written")
                 raise UserError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                f"the last good checkpoint (epoch {epoch}) is kept",
-                                where=str(out / CHECKPOINT), fix="lower --lr or check the data")
+                                f"training stopped and {kept}", where=str(out),
+                                fix="lower --lr, keep --grad-clip on, or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.grad_clip > 0:
