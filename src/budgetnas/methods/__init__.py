@@ -1,0 +1,1 @@
+"""Search methods: MGAS, DNA, NAG and baselines."""

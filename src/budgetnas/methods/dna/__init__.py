@@ -1,0 +1,1 @@
+"""DNA: block-wise distillation of a teacher, every candidate rated, exact search under a budget."""
