@@ -31,6 +31,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        _fault_point()
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
@@ -42,6 +43,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+_writes = 0
+
+
+def _fault_point() -> None:
+    """Fault injection for the kill-anywhere tests: with BUDGETNAS_KILL_AT_WRITE=N the process
+    SIGKILLs itself after writing the temporary file of its N-th atomic write, before the rename."""
+    global _writes
+    target = os.environ.get("BUDGETNAS_KILL_AT_WRITE")
+    if target:
+        _writes += 1
+        if _writes == int(target):
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _remove_quietly(tmp: str) -> None:

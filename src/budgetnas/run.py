@@ -58,7 +58,15 @@ def prepare_run_dir(out: Path | None, command: str, *, resume: bool,
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         acquire_lock(out)
+        remove_stale_temp_files(out)
     return out
+
+
+def remove_stale_temp_files(directory: Path) -> None:
+    """Temporary files of a process killed mid-write (their targets are intact); safe to delete
+    once we hold the directory's lock."""
+    for tmp in directory.rglob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def acquire_lock(directory: Path) -> None:
