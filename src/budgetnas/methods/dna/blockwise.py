@@ -55,8 +55,11 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
 
 def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, directory: Path, *,
                 epochs: int, batch_size: int, lr: float, lr_decay: float, weight_decay: float,
-                seed: int, device: torch.device, settings: dict, progress: bool = True) -> list[dict]:
-    """Train one block supernet (continuing its checkpoint if the settings match). Returns the log."""
+                seed: int, device: torch.device, settings: dict, progress: bool = True,
+                stop_after: int | None = None) -> list[dict]:
+    """Train one block supernet (continuing its checkpoint if the settings match). Returns the log.
+
+    `stop_after` ends this call after that many epochs (the block stays resumable)."""
     directory = Path(directory)
     ckpt = directory / BLOCK_CHECKPOINT
     key = fingerprint(settings)
@@ -78,6 +81,8 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
     bar = tqdm(range(start, epochs), desc=f"block {block.index}", unit="epoch", initial=start,
                total=epochs, disable=not progress or not _tty())
     for epoch in bar:
+        if stop_after is not None and epoch - start >= stop_after:
+            break
         started = time.perf_counter()
         gen = torch.Generator().manual_seed(block_seed(seed, block.index, epoch))
         block.train()

@@ -349,7 +349,11 @@ def retrain(arch: Arch, dataset: Dataset, directory: Path, opts: Options, device
     from ...train.recipes import RECIPES, default_recipe_name
     from ...train.trainer import evaluate, train_model
 
-    directory = Path(directory)
+    from .blockwise import fingerprint
+
+    # One directory per network and recipe: another budget (with --resume) retrains another net.
+    directory = Path(directory) / fingerprint({"genotype": arch.genotype, "config": arch.config,
+                                               "epochs": epochs, "seed": opts.seed})
     save_arch(arch, directory, "arch.json")
     if not (directory / "metrics.json").is_file():
         recipe = RECIPES[default_recipe_name(dataset.name)].model_copy(
