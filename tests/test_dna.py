@@ -168,3 +168,17 @@ def test_bad_inputs_are_one_line_errors(tmp_path, cli):
     widths = cli("search", "dna", "--dataset", "synthetic", "--widths", "8", "--target-params", "1",
                  "--teacher-epochs", "1", "--out", tmp_path / "d")
     assert widths.returncode == 2 and "--adapters" in widths.stderr
+
+
+def test_width_cells_with_adapters_cost_exactly_what_the_exported_network_counts(tmp_path, cli):
+    # Cells of widths 8 and 16 in every block: a block's first-layer cost depends on the previous
+    # block's width, so the search runs over width states; its sums must still be exact.
+    result = cli("search", "dna", *SMALL, "--adapters", "--widths", "8,16", "--depths", "1",
+                 "--final-epochs", "0", "--target-macs", "300000", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["cells"] == [["d1w8", "d1w16"]] * 3 and summary["candidates_per_block"] == [6, 6, 6]
+    assert summary["cost"] == summary["macs"] <= 300000
+    front = json.loads((tmp_path / "front.json").read_text())["points"]
+    widths = {tuple(s["channels"] for s in p["genotype"]["stages"]) for p in front}
+    assert len(widths) > 1  # both widths reach the front

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import resource
-import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,10 +31,10 @@ from ...config import CommonOptions, add_model_arguments, resolve_options
 from ...cost import profile
 from ...data import Dataset, load_dataset
 from ...errors import UserError
-from ...io import load_checkpoint, load_safetensors, read_json, save_checkpoint, write_json, write_jsonl
+from ...io import load_checkpoint, load_safetensors, save_checkpoint, write_json, write_jsonl
 from ...run import acquire_lock, prepare_run_dir, resolve_device, seed_everything, set_threads
 from ...spaces.mbconv import CONFIG_DEFAULTS, validate_config
-from .blockwise import BLOCK_CHECKPOINT, rate_block, train_block
+from .blockwise import rate_block, train_block
 from .costs import METRICS, CostTable, out_size, stage_cost, stage_sizes
 from .pareto import BlockCandidates, merge_fronts
 from .supernet import DEFAULT_OPS, BlockSupernet, CellSpec, parse_cells, parse_ops, stage_genotype
@@ -266,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"block {opts.block} trained and rated in {rdir / f'block{opts.block}'}")
             return 0
         seconds = previous.get("seconds", 0.0) + time.perf_counter() - started
-        save_checkpoint(out / "checkpoint.pt", {"round": r, "log": log, "seconds": previous.get("seconds", 0.0)})
+        save_checkpoint(out / "checkpoint.pt", {"round": r, "log": log, "seconds": seconds})
         if r < opts.progressive:
             source = str(retrain(result["arch"], dataset, rdir / "retrained", opts, device,
                                  epochs=max(opts.final_epochs, 1))[0])
