@@ -129,7 +129,8 @@ def summary_table(runs: Sequence[Run], labels: list[str]) -> str:
 
 
 SHOWN = {"method", "dataset", "target", "params_dense", "params_nonzero", "macs", "val_acc", "test_acc",
-         "search_seconds", "train_seconds", "peak_memory_mb", "seed", "version", "recipe", "rank_checksums"}
+         "search_seconds", "train_seconds", "peak_memory_mb", "seed", "version", "recipe", "rank_checksums",
+         "rank_arch_checksums", "options"}
 
 
 def details_table(run: Run) -> str:
@@ -161,6 +162,8 @@ def run_plots(run: Run) -> tuple[list[tuple[str, bytes]], list[str]]:
                                        "loss"]),
             "MGAS search over time: size, remaining ratio per level, lambda, validation accuracy, "
             "memory; dotted lines mark stage changes", f"search over time omitted: {no_log}")
+        add(plots.per_stage_plot(run.log), "MGAS: peak memory and time per stage",
+            "memory per stage omitted: the log has no stage and peak_memory_mb fields")
     elif method == "dna":
         add(plots.over_time_plot([r for r in run.log if r.get("stage") == "block"], "DNA block training",
                                  only=["loss", "learning rate"], x_key="epoch"),
@@ -212,6 +215,9 @@ def provenance_section(run: Run) -> str:
             parts.append("<p>resolved options</p><pre>" + esc(json.dumps(info["options"], indent=1)) + "</pre>")
     else:
         parts.append(note("the command line was not recorded (no run_info.json in the run directory)"))
+        options = (run.summary or {}).get("options")
+        if isinstance(options, dict):
+            parts.append("<p>options (summary.json)</p><pre>" + esc(json.dumps(options, indent=1)) + "</pre>")
     recipe = (run.metrics or {}).get("recipe")
     if isinstance(recipe, dict):
         parts.append("<p>training recipe (metrics.json)</p><pre>" + esc(json.dumps(recipe, indent=1)) + "</pre>")

@@ -148,16 +148,18 @@ def true_front(run: Run, metric: str) -> list[tuple[float, float]]:
 # --- over time --------------------------------------------------------------------------------
 
 PANELS = [  # (title, predicate on a flattened key); a key goes to the first panel that claims it
-    ("size", lambda k: bool(re.search(r"(^|[._])(size|params\w*|macs|nonzero|ops_kept|ops)$", k))),
-    ("remaining ratio per level", lambda k: "ratio" in k or "remaining" in k),
+    ("loss", lambda k: "loss" in k or k in ("ce", "r_size", "r_thr") or k.startswith("reg")),
+    ("size", lambda k: k == "target" or bool(re.search(r"(^|[._])(size|params\w*|macs|nonzero|ops_kept|ops)$", k))),
+    ("remaining ratio per level", lambda k: bool(re.search(r"(^|[._])\w*ratios?($|[._])", k)) or "remaining" in k),
+    ("reward", lambda k: "reward" in k),
     ("lambda", lambda k: k in ("lambda", "lam") or k.startswith("lambda") or k.endswith(".lambda")),
     ("accuracy", lambda k: "acc" in k),
-    ("loss", lambda k: "loss" in k),
     ("memory (MB)", lambda k: "memory" in k or k.endswith("_mb")),
     ("learning rate", lambda k: k == "lr" or k.endswith("_lr") or k.endswith(".lr")),
     ("time (s)", lambda k: k in ("seconds", "elapsed", "time") or k.endswith("seconds")),
 ]
-SKIP_KEYS = {"epoch", "global_epoch", "step", "round", "block", "stage", "seed", "candidates", "cell"}
+SKIP_KEYS = {"epoch", "global_epoch", "step", "iteration", "iter", "sample", "round", "block", "stage", "seed",
+             "candidates", "cell", "index"}
 
 
 def flatten(row: dict, prefix: str = "") -> dict[str, float]:
@@ -173,8 +175,8 @@ def flatten(row: dict, prefix: str = "") -> dict[str, float]:
 
 
 def x_axis(rows: list[dict]) -> tuple[list[float], str]:
-    """global_epoch if logged; epoch if it only grows; else the row number."""
-    for key in ("global_epoch", "epoch"):
+    """global_epoch, epoch, iteration or step if logged and only growing; else the row number."""
+    for key in ("global_epoch", "epoch", "iteration", "step"):
         values = [number(r.get(key)) for r in rows]
         if all(v is not None for v in values) and all(b > a for a, b in zip(values, values[1:])):
             return values, key.replace("_", " ")
@@ -224,6 +226,9 @@ def over_time_plot(rows: list[dict], title: str, *, only: Sequence[str] | None =
                     continue
                 label = key if group is None else f"{key} (block {group})"
                 style = "o-" if len(pts) < 30 else "-"
+                if key == "target":  # the budget, as a reference line
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", linewidth=1, label=label)
+                    continue
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, markersize=3, linewidth=1.3,
                         label=label)
         for x, stage in changes:
@@ -260,6 +265,36 @@ def _wide_range(ax) -> bool:
             lows.append(min(ys))
             highs.append(max(ys))
     return bool(lows) and max(highs) / min(lows) > 50
+
+
+def per_stage_plot(rows: list[dict]) -> bytes | None:
+    """Peak memory and time per search stage (memory falls as pruned filters are removed)."""
+    stages: dict[str, dict[str, float]] = {}
+    for row in rows:
+        stage = row.get("stage")
+        if stage is None:
+            continue
+        entry = stages.setdefault(str(stage), {"memory": 0.0, "seconds": 0.0, "epochs": 0})
+        memory, seconds = number(row.get("peak_memory_mb")), number(row.get("seconds"))
+        entry["memory"] = max(entry["memory"], memory or 0.0)
+        entry["seconds"] += seconds or 0.0
+        entry["epochs"] += 1
+    if not stages or not any(e["memory"] for e in stages.values()):
+        return None
+    fig = new_figure(7.5, 3.0)
+    names = list(stages)
+    ax = fig.add_subplot(1, 2, 1)
+    ax.bar(names, [stages[n]["memory"] for n in names], color="#9467bd")
+    ax.set_title("peak memory per stage (MB)", fontsize=10)
+    ax.tick_params(labelsize=8)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.bar(names, [stages[n]["seconds"] for n in names], color="#8c564b")
+    for i, n in enumerate(names):
+        ax2.annotate(f"{int(stages[n]['epochs'])} ep", (i, stages[n]["seconds"]), ha="center", va="bottom", fontsize=7)
+    ax2.set_title("time per stage (s)", fontsize=10)
+    ax2.tick_params(labelsize=8)
+    fig.tight_layout()
+    return to_png(fig)
 
 
 # --- method-specific ------------------------------------------------------------------------------
