@@ -159,9 +159,9 @@ def run_plots(run: Run) -> tuple[list[tuple[str, bytes]], list[str]]:
     elif method == "mgas":
         add(plots.over_time_plot(run.log, "MGAS search over time",
                                  only=["size", "remaining ratio per level", "lambda", "accuracy", "memory (MB)",
-                                       "loss"]),
-            "MGAS search over time: size, remaining ratio per level, lambda, validation accuracy, "
-            "memory; dotted lines mark stage changes", f"search over time omitted: {no_log}")
+                                       "loss", "regularizers"]),
+            "MGAS search over time: size against the target, remaining ratio per level, lambda, "
+            "accuracy, memory, loss and regularizers; dotted lines mark stage changes", f"search over time omitted: {no_log}")
         add(plots.per_stage_plot(run.log), "MGAS: peak memory and time per stage",
             "memory per stage omitted: the log has no stage and peak_memory_mb fields")
     elif method == "dna":
