@@ -71,7 +71,10 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif typing.get_origin(annotation) is Literal:
-            kwargs["choices"] = list(typing.get_args(annotation))
+            choices = list(typing.get_args(annotation))
+            kwargs["choices"] = choices
+            if all(isinstance(c, int) for c in choices):
+                kwargs["type"] = int
         elif typing.get_origin(annotation) is list:
             (item,) = typing.get_args(annotation)
             kwargs["type"] = _list_parser(item)
