@@ -126,3 +126,9 @@ def resolve_options(model: type[BaseModel], args: argparse.Namespace,
                             fix="see --help for the options this command takes") from None
         raise UserError(f"{err['msg']} (got {err.get('input')!r})", where=source,
                         fix="see --help for accepted values") from None
+
+
+class SearchOptions(CommonOptions):
+    """Options of the commands that search (search *, generate)."""
+
+    report: bool = Field(True, description="write report.html into the run directory at the end")

@@ -51,3 +51,20 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
         os.fchmod(fh.fileno(), 0o644)  # a page to share, not a secret (temp files start as 0600)
         fh.write(text.encode("utf-8"))
     return path
+
+
+def report_at_end(run_dir: str | Path, enabled: bool = True) -> Path | None:
+    """Write a finished search's report (rank 0); a page that fails never fails the search."""
+    from ..run import is_main_process
+
+    if not enabled or not is_main_process():
+        return None
+    try:
+        path = write_report([run_dir])
+    except Exception as exc:  # noqa: BLE001 - the search's results are already safely written
+        import sys
+
+        print(f"budgetnas: warning: report not written ({exc})", file=sys.stderr)
+        return None
+    print(f"report: {path}")
+    return path

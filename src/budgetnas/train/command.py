@@ -10,6 +10,7 @@ from pydantic import Field
 from ..arch import load_arch, save_arch
 from ..config import CommonOptions, add_model_arguments, resolve_options
 from ..data import load_dataset
+from ..report.provenance import write_run_info
 from ..run import prepare_run_dir, resolve_device, set_threads
 from .recipes import RECIPES, Recipe, default_recipe_name
 from .trainer import train_model
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
                            image_size=opts.image_size, subset=opts.subset,
                            skip_bad_images=opts.skip_bad_images)
     out = prepare_run_dir(opts.out, "train", resume=opts.resume)
+    write_run_info(out, None, opts, device=device)
     save_arch(arch, out, "arch.json")
     recipe = make_recipe(opts)
     metrics = train_model(arch, dataset, out, recipe, seed=opts.seed, device=device,

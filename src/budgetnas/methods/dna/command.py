@@ -27,10 +27,11 @@ from pydantic import Field
 
 from ... import __version__
 from ...arch import Arch, make_provenance, save_arch
-from ...config import CommonOptions, add_model_arguments, resolve_options
+from ...config import SearchOptions, add_model_arguments, resolve_options
 from ...cost import profile
 from ...data import Dataset, load_dataset
 from ...errors import UserError
+from ...report import report_at_end, write_run_info
 from ...io import load_checkpoint, load_safetensors, save_checkpoint, write_json, write_jsonl
 from ...run import acquire_lock, prepare_run_dir, resolve_device, seed_everything, set_threads
 from ...spaces.mbconv import CONFIG_DEFAULTS, validate_config
@@ -44,7 +45,7 @@ from .teacher import (Teacher, default_taps, run_teacher, self_supervised_teache
 PAPER_DEPTHS = [[2], [4], [4], [4], [4], [1]]  # the six-block ImageNet setting
 
 
-class Options(CommonOptions):
+class Options(SearchOptions):
     """Options of `budgetnas search dna`."""
 
     teacher: str = Field("train", description="torchvision:NAME, a budgetnas run directory "
@@ -255,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(opts.out)
     else:
         out = prepare_run_dir(opts.out, "search-dna", resume=opts.resume)
+        write_run_info(out, None, opts, device=device)
     previous = load_checkpoint(out / "checkpoint.pt") if opts.resume and opts.block is None else {}
     started = time.perf_counter()
     source, log, result = opts.teacher, [], None
@@ -399,3 +401,4 @@ def write_outputs(out: Path, opts: Options, dataset: Dataset, result: dict, targ
     for key, value in rows.items():
         print(f"  {key:<{width}}  {value}")
     print(f"next: budgetnas train {out / 'arch.json'} --dataset {dataset.name}")
+    report_at_end(out, opts.report)
