@@ -34,6 +34,7 @@ class MGASOptions(CommonOptions):
     commit_every: int | None = Field(None, ge=1, description="epochs between mask commits (2)")
     n_thr: int | None = Field(None, ge=1, description="lambda schedule's op-count unit (12)")
     lambda_delta: float | None = Field(None, gt=0, description="lambda schedule's first step")
+    lambda_cap: bool | None = Field(None, description="freeze lambda while CE < lambda*R_size")
     mu: float = Field(0.0, ge=0, description="weight of op cost in R_size (0 = as published)")
     stage_ratio: float = Field(0.3, gt=0, lt=1, description="end a stage at this share of its size")
     regrow_ratio: float = Field(0.2, ge=0, le=1, description="share of a stage's pruned ops regrown")

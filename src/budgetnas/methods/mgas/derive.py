@@ -4,8 +4,10 @@ One plan serves both physical pruning and export, so the exported network is exa
 pruned supernet computes, minus the search machinery.
 
 Plan of a cell: node width = the most live output filters over the conv ops writing that node;
-cell width = even-rounded mean of node widths, at least half the stage's initial width; cells at
-stage ends keep their width (their heads read them). **Decision:** all nodes of a cell keep the
+cell width = even-rounded mean of node widths, at least half the stage's initial width.
+**Decision:** cells at stage ends shrink like the others; the stage heads and the classifier that
+read them are sliced with them (the original kept those cells at full width, which on a 3- or
+4-cell CPU preset leaves almost no cell prunable). **Decision:** all nodes of a cell keep the
 same channel set (the top channels by summed filter scores), because skip connections and pools
 pass channels through unchanged. A sep conv keeps its live middle filters, at least the cell width
 (C_mid >= (C_in + C_out) / 2).
@@ -18,7 +20,7 @@ import torch
 
 from ...arch import Arch
 from ...spaces.darts import OPS
-from .supernet import GatedConvOp, MGASSupernet, SuperCell, stage_bounds
+from .supernet import GatedConvOp, MGASSupernet, SuperCell
 
 SEP_LAYERS = {"dw1": 1, "pw1": 2, "dw2": 5, "pw2": 6}  # index in spaces.darts SepConv / DilConv
 DIL_LAYERS = {"dw1": 1, "pw1": 2}
@@ -34,14 +36,15 @@ def even(x: float) -> int:
     return max(2, 2 * int(round(x / 2)))
 
 
-def stage_end_cells(layers: int) -> set[int]:
-    return {end - 1 for _, end in stage_bounds(layers, 3)} | {layers - 1}
+def floor_width(net: MGASSupernet, index: int) -> int:
+    """The narrowest a cell may become: half its stage's initial width (even)."""
+    return min(net.cells[index].channels, even(net.stage_widths[index] / 2))
 
 
 def plan_cell(net: MGASSupernet, index: int) -> CellPlan:
     cell: SuperCell = net.cells[index]
     width = cell.channels
-    floor = min(width, even(net.stage_widths[index] / 2))
+    floor = floor_width(net, index)
     importance = (torch.sigmoid(cell.beta_pre0) * cell.alive_pre0
                   + torch.sigmoid(cell.beta_pre1) * cell.alive_pre1).detach()
     node_widths: dict[int, int] = {}
@@ -51,8 +54,8 @@ def plan_cell(net: MGASSupernet, index: int) -> CellPlan:
             if alive[e][o] and isinstance(op, GatedConvOp):
                 importance = importance + (torch.sigmoid(op.beta_out) * op.alive_out).detach()
                 node_widths[dst] = max(node_widths.get(dst, 0), int(op.alive_out.sum()))
-    if index in stage_end_cells(net.layers) or not node_widths:
-        new_width = width
+    if not node_widths:  # only parameter-free ops left: the floor width is enough
+        new_width = floor
     else:
         new_width = min(width, max(floor, even(sum(node_widths.values()) / len(node_widths))))
     keep = torch.topk(importance, new_width).indices.sort().values

@@ -7,7 +7,8 @@ import torch
 import torch.nn as nn
 
 from .derive import CellPlan
-from .supernet import BN, Conv, FactorizedReduce, GatedConvOp, MGASSupernet, PreConv, SuperCell
+from .supernet import (BN, Conv, FactorizedReduce, GatedConvOp, MGASSupernet, PreConv, SuperCell,
+                       stage_bounds)
 
 
 # ---------------------------------------------------------------- committing the dynamic masks
@@ -37,44 +38,44 @@ def _take(candidates: torch.Tensor, margin: torch.Tensor, fraction: float) -> to
 
 
 @torch.no_grad()
-def commit(net: MGASSupernet, *, cells: range, fraction: float = 1.0, force: bool = False) -> int:
+def commit(net: MGASSupernet, *, cells: range, fraction: float = 1.0,
+           force: str | None = None) -> int:
     """Commit closed gates of `cells` into the stored masks; returns how many ops died.
 
-    force=False: only units whose gate is closed now; `fraction` < 1 commits the share of them
-    nearest to pruning (finer steps near the target). force=True: any live unit, by margin
-    (used to land on the target when gates alone do not get there)."""
+    force=None: units whose gate is closed now, at every level; `fraction` < 1 commits only the
+    share of them nearest to pruning (the finer steps that land on the target).
+    force="ops" / "weights": only that level, any live unit, lowest margin first (score minus
+    threshold): how the search lands on the target when the learned gates have not got there
+    in the epochs allowed. Ops go first (whole low-score ops hurt least), weights if needed."""
+    def pick(alive: torch.Tensor, margin: torch.Tensor, level: str) -> torch.Tensor:
+        if force is None:
+            return _take(alive & (margin <= 0), margin, fraction)
+        if force == level:
+            return _take(alive.clone(), margin, fraction)
+        return torch.zeros_like(alive)
+
     died = 0
     for c in cells:
         cell: SuperCell = net.cells[c]
         for k in (0, 1):
             beta, alive = getattr(cell, f"beta_pre{k}"), getattr(cell, f"alive_pre{k}")
-            margin = torch.sigmoid(beta) - cell.t_pre[k]
-            cand = alive & ((margin <= 0) | force)
-            alive &= ~_take(cand, margin, fraction)
+            alive &= ~pick(alive, torch.sigmoid(beta) - cell.t_pre[k], "filters")
             if not alive.any():
                 alive[torch.argmax(beta)] = True
-        for row in cell.ops:
-            for op in row:
-                if isinstance(op, GatedConvOp):
-                    _commit_op(op, fraction, force)
-        margin = torch.sigmoid(cell.alpha) - cell.t_op
-        cand = cell.alive_op & ((margin <= 0) | force)
-        dead = _take(cand, margin, fraction) | _empty_ops(cell)
+        for e, row in enumerate(cell.ops):
+            for o, op in enumerate(row):
+                if isinstance(op, GatedConvOp) and bool(cell.alive_op[e, o]):
+                    for which in op.levels():
+                        beta, alive = getattr(op, f"beta_{which}"), getattr(op, f"alive_{which}")
+                        alive &= ~pick(alive, torch.sigmoid(beta) - cell.t_fil[e, o], "filters")
+                    for conv in op.convs():
+                        conv.mask &= ~pick(conv.mask, conv.weight.abs() - cell.t_w[e, o], "weights")
+        dead = pick(cell.alive_op, torch.sigmoid(cell.alpha) - cell.t_op, "ops") | _empty_ops(cell)
         before = int(cell.alive_op.sum())
         cell.alive_op &= ~dead
         protect_nodes(cell)
         died += before - int(cell.alive_op.sum())
     return died
-
-
-def _commit_op(op: GatedConvOp, fraction: float, force: bool) -> None:
-    for which in ("mid", "out") if op.kind == "sep" else ("out",):
-        beta, alive = getattr(op, f"beta_{which}"), getattr(op, f"alive_{which}")
-        margin = torch.sigmoid(beta) - op.t_fil
-        alive &= ~_take(alive & ((margin <= 0) | force), margin, fraction)
-    for conv in op.convs():
-        margin = conv.weight.abs() - op.t_w
-        conv.mask &= ~_take(conv.mask & ((margin <= 0) | force), margin, fraction)
 
 
 def _empty_ops(cell: SuperCell) -> torch.Tensor:
@@ -114,19 +115,26 @@ def protect_nodes(cell: SuperCell) -> None:
 
 # ---------------------------------------------------------------- physical pruning
 class Slicer:
-    """Slices parameters and buffers in place and the optimizers' momentum with them."""
+    """Replaces parameters by sliced copies and rebuilds the optimizers around them.
+
+    A new `nn.Parameter` per sliced tensor (not a `.data` swap, which leaves autograd's cached
+    shape behind); each optimizer gets the new parameter in place of the old one, with the
+    surviving slice of its momentum (**Decision**, mgas.md §6)."""
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
         self.optimizers = optimizers
 
-    def param(self, p: nn.Parameter, index) -> None:
-        p.data = p.data[index].clone()
+    def param(self, module: nn.Module, name: str, index) -> None:
+        old = getattr(module, name)
+        new = nn.Parameter(old.detach()[index].clone(), requires_grad=old.requires_grad)
+        setattr(module, name, new)
         for opt in self.optimizers:
-            state = opt.state.get(p)
-            if state and state.get("momentum_buffer") is not None:
-                state["momentum_buffer"] = state["momentum_buffer"][index].clone()
-        if p.grad is not None:
-            p.grad = None
+            for group in opt.param_groups:
+                group["params"] = [new if q is old else q for q in group["params"]]
+            state = opt.state.pop(old, None)
+            if state:
+                opt.state[new] = {k: (v[index].clone() if isinstance(v, torch.Tensor) and v.shape == old.shape
+                                      else v) for k, v in state.items()}
 
     def buffer(self, module: nn.Module, name: str, index) -> None:
         setattr(module, name, getattr(module, name)[index].clone())
@@ -134,14 +142,14 @@ class Slicer:
     def conv(self, conv: Conv, out_idx=None, in_idx=None) -> None:
         idx = (slice(None) if out_idx is None else out_idx,
                slice(None) if in_idx is None or conv.depthwise else in_idx)
-        self.param(conv.weight, _index2(idx))
+        self.param(conv, "weight", _index2(idx))
         if conv.mask is not None:
             conv.mask = conv.mask[_index2(idx)].clone()
 
     def bn(self, bn: BN, idx) -> None:
         for name in ("weight", "bias"):
             if getattr(bn, name) is not None:
-                self.param(getattr(bn, name), idx)
+                self.param(bn, name, idx)
         self.buffer(bn, "running_mean", idx)
         self.buffer(bn, "running_var", idx)
 
@@ -170,7 +178,7 @@ def physical_prune(net: MGASSupernet, plans: list[CellPlan],
         _slice_pre(s, cell.pre0, keep, in0)
         _slice_pre(s, cell.pre1, keep, in1)
         for k in (0, 1):
-            s.param(getattr(cell, f"beta_pre{k}"), keep)
+            s.param(cell, f"beta_pre{k}", keep)
             s.buffer(cell, f"alive_pre{k}", keep)
         for e, row in enumerate(cell.ops):
             for o, op in enumerate(row):
@@ -179,6 +187,10 @@ def physical_prune(net: MGASSupernet, plans: list[CellPlan],
                 elif isinstance(op, FactorizedReduce):
                     _slice_fr(s, op, keep, keep)
         outputs.append(torch.cat([keep + n * old_width for n in range(cell.steps)]))
+    # The heads read the (now narrower) outputs of their cells: slice their input columns.
+    for k, (_, end) in enumerate(stage_bounds(net.layers, 3)[:2]):
+        s.param(net.stage_heads[k].classifier, "weight", (slice(None), outputs[max(end - 1, 0)]))
+    s.param(net.classifier, "weight", (slice(None), outputs[-1]))
 
 
 def _slice_pre(s: Slicer, pre: nn.Module, keep: torch.Tensor, in_idx) -> None:
@@ -201,14 +213,14 @@ def _slice_op(s: Slicer, op: GatedConvOp, keep: torch.Tensor, mid: torch.Tensor 
     if op.kind == "sep":
         s.conv(op.pw1, mid, keep)
         s.bn(op.bn_mid, mid)
-        s.param(op.beta_mid, mid)
+        s.param(op, "beta_mid", mid)
         s.buffer(op, "alive_mid", mid)
         s.conv(op.dw2, mid)
         s.conv(op.pw2, keep, mid)
     else:
         s.conv(op.pw1, keep, keep)
     s.bn(op.bn_out, keep)
-    s.param(op.beta_out, keep)
+    s.param(op, "beta_out", keep)
     s.buffer(op, "alive_out", keep)
 
 

@@ -51,6 +51,7 @@ class SearchSettings:
     n_thr: int = 12
     mu: float = 0.0
     lambda_delta: float = 1e-5
+    lambda_cap: bool = True  # freeze lambda while CE < lambda * R_size (as published)
     tolerance: float = 0.03
     bilevel: bool = False
     lr_weights: float = 0.01
@@ -71,6 +72,7 @@ class SearchState:
     delta: float = 1e-5
     start_size: float | None = None
     frozen_pending: bool = False
+    finishing: bool = False  # target reached: one last epoch with frozen masks, then done
     stage_pruned: list = field(default_factory=list)
     reached: bool = False
     done: bool = False
@@ -126,13 +128,12 @@ class Sizer:
 
 def minimum_arch(net: MGASSupernet, input_size: int) -> Arch:
     """The smallest network the search can end with: one parameter-free op per node, every
-    prunable cell at its floor width (cells at stage ends keep theirs)."""
-    from .derive import even, stage_end_cells
+    cell at its floor width."""
+    from .derive import floor_width
 
     cells = []
-    ends = stage_end_cells(net.layers)
     for i, cell in enumerate(net.cells):
-        width = cell.channels if i in ends else min(cell.channels, even(net.stage_widths[i] / 2))
+        width = floor_width(net, i)
         edges = [{"from": 1 if node == 2 else node - 1, "to": node, "op": "max_pool_3x3"}
                  for node in range(2, cell.steps + 2)]
         cells.append({"reduction": cell.reduction, "channels": width, "edges": edges})
@@ -156,28 +157,36 @@ def make_optimizers(net: MGASSupernet, s: SearchSettings) -> tuple[torch.optim.O
 
 
 def regularizers(net: MGASSupernet, cells: range, mu: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """R_size (per-node, n_act counted per node) and R_thr over live ops (mgas.md §4)."""
-    r_size, r_thr = net.stem[0].weight.new_zeros(()), net.stem[0].weight.new_zeros(())
+    """R_size and R_thr of mgas.md §4, a few tensor ops per cell.
+
+    R_size = sum_nodes sum_{live o} log(1 + n_act * s_o / sum_{o' on node} s_o') * (1 + mu * cost_o),
+    with n_act counted per node (**Decision**, the original reused one node's count).
+    R_thr  = sum over live ops of exp(-t_op) (+ exp(-t_fil) + exp(-t_w) for conv ops), plus the
+    preprocess filter thresholds exp(-t_pre) (**Decision**: they are thresholds of live units too).
+    """
+    r_size = r_thr = None
     for c in cells:
         cell = net.cells[c]
         alive = cell.alive_op.to(cell.alpha.dtype)
         s = torch.sigmoid(cell.alpha) * alive
-        node = torch.tensor([dst - 2 for _, dst in cell.edges], device=s.device)
-        denom = torch.zeros(cell.steps, device=s.device, dtype=s.dtype).index_add_(0, node, s.sum(1))
-        n_act = torch.zeros(cell.steps, device=s.device, dtype=s.dtype).index_add_(0, node, alive.sum(1))
+        node = cell.edge_node
+        denom = s.new_zeros(cell.steps).index_add_(0, node, s.sum(1))
+        n_act = s.new_zeros(cell.steps).index_add_(0, node, alive.sum(1))
         share = s / denom[node].clamp_min(1e-12).unsqueeze(1)
-        cost = 1.0 + mu * _op_costs(cell) if mu else 1.0
-        r_size = r_size + (torch.log1p(n_act[node].unsqueeze(1) * share) * alive * cost).sum()
-        r_thr = r_thr + (torch.exp(-cell.t_op) * alive).sum() + torch.exp(-cell.t_pre).sum()
-        for e, row in enumerate(cell.ops):
-            for o, op in enumerate(row):
-                if isinstance(op, GatedConvOp) and bool(cell.alive_op[e, o]):
-                    r_thr = r_thr + torch.exp(-op.t_fil) + torch.exp(-op.t_w)
+        term = torch.log1p(n_act[node].unsqueeze(1) * share) * alive
+        if mu:
+            term = term * (1.0 + mu * op_costs(cell))
+        conv_alive = alive * cell.is_conv.to(alive.dtype)
+        thr = ((torch.exp(-cell.t_op) * alive).sum() + (torch.exp(-cell.t_fil) * conv_alive).sum()
+               + (torch.exp(-cell.t_w) * conv_alive).sum() + torch.exp(-cell.t_pre).sum())
+        r_size = term.sum() if r_size is None else r_size + term.sum()
+        r_thr = thr if r_thr is None else r_thr + thr
     return r_size, r_thr
 
 
-def _op_costs(cell) -> torch.Tensor:
-    """Soft filter/weight count of each op (share of its live weights), 0 for parameter-free ops."""
+def op_costs(cell) -> torch.Tensor:
+    """Soft weight count of each op: share of its weights still committed (0 for parameter-free
+    ops). Only used when mu > 0."""
     cost = torch.zeros(cell.alpha.shape, device=cell.alpha.device)
     for e, row in enumerate(cell.ops):
         for o, op in enumerate(row):
@@ -316,13 +325,13 @@ class MGASSearch:
         totals = {"ce": 0.0, "r_size": 0.0, "r_thr": 0.0, "correct": 0.0, "n": 0.0}
         for x, y in batches(self.ds.train, self.ds, s.batch_size, gen=gen, shuffle=True,
                             rank=self.rank, world_size=self.world, device=self.device):
-            frozen = kind == "frozen"
+            search = kind == "search"
             if val_iter is not None:  # bi-level: architecture step on held-out batches
                 vx, vy = next(val_iter)
-                loss, *_ = self._loss(phase, vx, vy, st.lam, frozen)
+                loss, *_ = self._loss(phase, vx, vy, st.lam, search)
                 self._step(loss, params, arch=True, weights=False)
-            loss, ce, r_size, r_thr, logits = self._loss(phase, x, y, st.lam if kind == "search" else 0.0,
-                                                         frozen)
+            loss, ce, r_size, r_thr, logits = self._loss(phase, x, y, st.lam if search else 0.0,
+                                                         search)
             self._step(loss, params, arch=kind == "search" and val_iter is None, weights=True,
                        weight_params=weight_params)
             totals["ce"] += ce.item() * len(y)
@@ -341,10 +350,13 @@ class MGASSearch:
             yield from batches(self.ds.val, self.ds, self.s.batch_size, gen=gen, shuffle=True,
                                rank=self.rank, world_size=self.world, device=self.device)
 
-    def _loss(self, phase: Phase, x, y, lam: float, frozen: bool):
-        logits = self.net(x, upto=phase.upto, head=phase.head, frozen=frozen)
+    def _loss(self, phase: Phase, x, y, lam: float, search: bool):
+        logits = self.net(x, upto=phase.upto, head=phase.head, search=search)
         ce = F.cross_entropy(logits, y)
-        r_size, r_thr = regularizers(self.net, range(phase.upto), self.s.mu)
+        if not search:  # warm-up / frozen masks: weights only, no regularizer
+            zero = ce.new_zeros(())
+            return ce, ce, zero, zero, logits
+        r_size, r_thr = regularizers(self.net, phase.commit_cells, self.s.mu)
         loss = ce + lam * (r_size + r_thr) if lam > 0 else ce
         return loss, ce, r_size.detach(), r_thr.detach(), logits
 
@@ -361,11 +373,12 @@ class MGASSearch:
             self.a_opt.step()
 
     @torch.no_grad()
-    def evaluate(self, phase: Phase, frozen: bool = False) -> float:
+    def evaluate(self, phase: Phase) -> float:
+        """Held-out accuracy of the committed network (gates open, committed masks)."""
         self.net.eval()
         correct = 0
         for x, y in batches(self.ds.val, self.ds, 256, device=self.device):
-            correct += int((self.net(x, upto=phase.upto, head=phase.head, frozen=frozen).argmax(1) == y).sum())
+            correct += int((self.net(x, upto=phase.upto, head=phase.head).argmax(1) == y).sum())
         return correct / max(1, len(self.ds.val))
 
     # ------------------------------------------------------------ pruning decisions
@@ -373,43 +386,52 @@ class MGASSearch:
         return self.goal * (1 - self.s.tolerance), self.goal * (1 + self.s.tolerance)
 
     def commit_step(self, phase: Phase) -> int:
-        """Commit closed gates; if that would undershoot the target, commit only the share of
-        them that lands on it (bisection: progressively smaller pruning steps)."""
+        """Commit closed gates; if that would undershoot the target band, commit only the
+        largest share of them (nearest to pruning first) that stays at or above it: the pruning
+        steps get smaller as the size nears the target, and an overshooting commit is undone
+        (its units regrown) before the smaller step is taken."""
         low, high = self.band()
         before = snapshot(self.net)
         died = commit(self.net, cells=phase.commit_cells)
         size = self.sizer(self.net)
         if size < low:
             restore(self.net, before)
-            died = self._land(phase.commit_cells, force=False)
-            self.state.reached = True
-        elif size <= high:
+            died = self._land(phase.commit_cells, force=None)
+            size = self.sizer(self.net)
+        if low <= size <= high:
             self.state.reached = True
         return died
 
-    def _land(self, cells: range, *, force: bool) -> int:
-        """Bisect the committed fraction so the size lands in the target band."""
-        low, high = self.band()
+    def _land(self, cells: range, *, force: str | None) -> int:
+        """Commit the largest fraction (bisection) whose size stays >= the band's lower edge."""
+        low, _ = self.band()
         before = snapshot(self.net)
-        lo, hi, best = 0.0, 1.0, None
-        for _ in range(24):
+        lo, hi = 0.0, 1.0
+        for _ in range(20):
             mid = (lo + hi) / 2
             restore(self.net, before)
-            died = commit(self.net, cells=cells, fraction=mid, force=force)
-            size = self.sizer(self.net)
-            if best is None or abs(size - self.goal) < abs(best[1] - self.goal):
-                best = (mid, size, died)
-            if low <= size <= high:
+            commit(self.net, cells=cells, fraction=mid, force=force)
+            lo, hi = (mid, hi) if self.sizer(self.net) >= low else (lo, mid)
+            if hi - lo < 1e-4:
                 break
-            lo, hi = (mid, hi) if size > high else (lo, mid)
         restore(self.net, before)
-        return commit(self.net, cells=cells, fraction=best[0], force=force)
+        return commit(self.net, cells=cells, fraction=lo, force=force)
+
+    def force_land(self) -> None:
+        """Out of epochs above the target: prune whole ops by margin, then weights by magnitude
+        (fine steps) until the size is inside the band."""
+        cells = range(self.s.layers)
+        for level in ("ops", "weights"):
+            if self.sizer(self.net) <= self.band()[1]:
+                return
+            self._land(cells, force=level)
 
     def update_lambda(self, died: int) -> None:
         st, n_thr = self.state, self.s.n_thr
         if died >= 4 * n_thr:
             st.delta, st.lam = self.s.lambda_delta, st.lam / 2
-        elif died < 2 * n_thr and not (st.lam > 0 and st.last_ce < st.lam * st.last_rsize):
+        elif died < 2 * n_thr and not (self.s.lambda_cap and st.lam > 0
+                                       and st.last_ce < st.lam * st.last_rsize):
             st.delta *= 4
             st.lam += st.delta
 
@@ -420,11 +442,14 @@ class MGASSearch:
     def end_phase(self, phase: Phase) -> None:
         physical_prune(self.net, plan_network(self.net), [self.w_opt, self.a_opt])
         st = self.state
-        st.phase += 1
         st.epoch_in_phase, st.start_size, st.frozen_pending, st.stage_pruned = 0, None, False, []
-        if st.reached or st.phase >= len(self.phases):
-            st.done = True
+        if st.reached:
+            # **Decision:** once the target is reached (in any stage), train the whole committed
+            # network's weights for one epoch with masks frozen, so the classifier is trained and
+            # the reported held-out accuracy is the exported network's.
+            st.phase, st.finishing, st.frozen_pending = len(self.phases) - 1, True, True
         else:
+            st.phase += 1
             reset_thresholds(self.net)
 
     # ------------------------------------------------------------ the loop
@@ -462,6 +487,9 @@ class MGASSearch:
 
     def after_epoch(self, phase: Phase, kind: str) -> str:
         st, s = self.state, self.s
+        if kind == "frozen" and st.finishing:
+            st.done = True
+            return "weights trained with masks frozen; done"
         if kind == "frozen":
             before = set(map(tuple, st.stage_pruned))
             pruned_here = sorted(self.pruned_ops(phase.commit_cells) - before)
@@ -488,7 +516,7 @@ class MGASSearch:
                   self.sizer.stage_params(self.net, phase.stage_cells) <= s.stage_ratio * st.start_size)
         if st.reached or capped or shrunk:
             if phase.final and not st.reached:
-                self._land(range(self.s.layers), force=True)  # out of epochs: land by margin
+                self.force_land()
                 st.reached = True
             if phase.regrow and not st.reached:
                 st.frozen_pending = True
@@ -527,7 +555,7 @@ class MGASSearch:
         summary = {
             "method": "mgas", "dataset": dataset_name, "target": self.target,
             "params_dense": count_params(model), "params_nonzero": count_nonzero(model),
-            "macs": count_macs(model, self.ds.shape), "val_acc": self.evaluate(self.phases[-1], frozen=True),
+            "macs": count_macs(model, self.ds.shape), "val_acc": self.evaluate(self.phases[-1]),
             "search_seconds": round(self.state.seconds, 2),
             "peak_memory_mb": max((r["peak_memory_mb"] for r in self.log), default=0.0),
             "seed": self.seed, "version": __version__, "epochs": self.state.global_epoch,

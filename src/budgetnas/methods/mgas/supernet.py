@@ -1,28 +1,41 @@
 """The multi-granularity supernet over the DARTS cell space (mgas.md §2-§3).
 
-Every cell has its own architecture tensors. Three gate levels:
-- op:     alpha[e, o] (init 0), threshold t_op[e, o] (init 0), committed `alive_op`;
-- filter: beta per output channel of each BN that follows a pointwise conv inside sep/dil convs
-          and of the two preprocess outputs; one threshold per op (t_fil) and per preprocess (t_pre);
-          committed `alive_*` vectors;
-- weight: |W| against one threshold per op (t_w), committed boolean `mask` per conv weight.
+Every cell has its own architecture tensors, all registered (state_dict, `.to()`, DDP sync):
+- op level:     `alpha` [E, O] (init 0), threshold `t_op` [E, O] (init 0), committed `alive_op`;
+- filter level: `beta_mid` / `beta_out` per output channel of each BN after a pointwise conv in
+                sep/dil convs, `beta_pre0/1` on the preprocess outputs; thresholds `t_fil` [E, O]
+                (one per op, shared by its channel vectors) and `t_pre` [2]; committed `alive_*`;
+- weight level: |W| of every dw/pw conv inside sep/dil convs against `t_w` [E, O] (one per op,
+                shared by its convs); committed boolean `mask` buffers.
+**Decision:** the per-op thresholds t_fil and t_w live in one [E, O] tensor per cell (entries of
+parameter-free ops unused) so the regularizer is a few tensor ops per cell, not a Python loop.
 
-Shapes live only in tensors (convs and BNs run functionally, depthwise groups follow the weight),
-so physical pruning can slice tensors in place and a checkpoint of a pruned supernet can be loaded
-by resizing tensors to the saved shapes.
+Forward modes: "search" applies the dynamic gates (STE); "fixed" applies only the committed masks
+with open gates (warm-up, frozen-mask epochs, evaluation of the committed network) and is cheaper.
+
+Cost-saving choices (identical results):
+- filter gates are folded into the BN affine parameters (gate * BN(x) = BN with gamma*gate,
+  beta*gate), so they cost no activation-sized tensor;
+- the ReLU in front of the conv ops and the parameter-free pools are computed once per source
+  node and shared by every edge leaving it (same input, same stride);
+- committed-dead ops are skipped; gate-weighted sums use one fused multiply-add.
+Shapes live only in tensors (convs and BNs run functionally; depthwise groups follow the weight),
+so physical pruning slices tensors in place, and a checkpoint of a pruned supernet loads into a
+fresh one after resizing tensors to the saved shapes.
 """
 from __future__ import annotations
-
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ...spaces.darts import OPS
-from .gates import magnitude_mask, score_gate
+from .gates import gated_weight, score_gate
 
 CONV_OPS = {"sep_conv_3x3": ("sep", 3, 1), "sep_conv_5x5": ("sep", 5, 1),
             "dil_conv_3x3": ("dil", 3, 2), "dil_conv_5x5": ("dil", 5, 2)}
+POOL_OPS = ("avg_pool_3x3", "max_pool_3x3")
+IS_CONV = torch.tensor([name in CONV_OPS for name in OPS])
 
 
 class Conv(nn.Module):
@@ -40,21 +53,17 @@ class Conv(nn.Module):
         else:
             self.mask = None
 
-    def effective_weight(self, t_w: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t_w: torch.Tensor | None = None) -> torch.Tensor:
         w = self.weight
         if self.mask is not None:
-            w = w * self.mask
-            if t_w is not None:
-                w = w * magnitude_mask(self.weight, t_w)
-        return w
-
-    def forward(self, x: torch.Tensor, t_w: torch.Tensor | None = None) -> torch.Tensor:
-        w = self.effective_weight(t_w)
+            w = gated_weight(w, t_w, self.mask) if t_w is not None else w * self.mask
         groups = w.shape[0] if self.depthwise else 1
         return F.conv2d(x, w, None, self.stride, self.padding, self.dilation, groups)
 
 
 class BN(nn.Module):
+    """BatchNorm whose output may be scaled per channel by a gate (folded into gamma and beta)."""
+
     def __init__(self, channels: int, affine: bool = True):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels)) if affine else None
@@ -62,9 +71,11 @@ class BN(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            self.training, 0.1, 1e-5)
+    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if gate is not None:
+            w, b = w * gate, b * gate
+        return F.batch_norm(x, self.running_mean, self.running_var, w, b, self.training, 0.1, 1e-5)
 
 
 class FactorizedReduce(nn.Module):
@@ -74,10 +85,10 @@ class FactorizedReduce(nn.Module):
         self.conv_2 = Conv(c_in, c_out - c_out // 2, 1, stride=2)
         self.bn = BN(c_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         x = F.relu(x)
         shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1)) if x.shape[-1] > 1 else x
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1), gate)
 
 
 class PreConv(nn.Module):
@@ -88,12 +99,14 @@ class PreConv(nn.Module):
         self.conv = Conv(c_in, c_out, 1)
         self.bn = BN(c_out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(F.relu(x)))
+    def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+        return self.bn(self.conv(F.relu(x)), gate)
 
 
 class GatedConvOp(nn.Module):
-    """sep_conv / dil_conv with filter gates on its BN outputs and magnitude-masked weights."""
+    """sep_conv / dil_conv with filter gates on its BN outputs and magnitude-gated weights.
+
+    `forward` takes the already-ReLU'd input (the cell shares one ReLU per source node)."""
 
     def __init__(self, name: str, channels: int, stride: int):
         super().__init__()
@@ -110,29 +123,26 @@ class GatedConvOp(nn.Module):
         self.bn_out = BN(channels)
         self.beta_out = nn.Parameter(torch.zeros(channels))
         self.register_buffer("alive_out", torch.ones(channels, dtype=torch.bool))
-        self.t_fil = nn.Parameter(torch.zeros(()))
-        self.t_w = nn.Parameter(torch.zeros(()))
 
     def convs(self) -> list[Conv]:
         return [self.dw1, self.pw1, self.dw2, self.pw2] if self.kind == "sep" else [self.dw1, self.pw1]
 
-    def filter_gate(self, which: str) -> torch.Tensor:
+    def levels(self) -> tuple[str, ...]:
+        return ("mid", "out") if self.kind == "sep" else ("out",)
+
+    def gate(self, which: str, t_fil: torch.Tensor | None) -> torch.Tensor:
         beta, alive = getattr(self, f"beta_{which}"), getattr(self, f"alive_{which}")
-        return score_gate(beta, self.t_fil) * alive
+        if t_fil is None:  # fixed mode: committed state, gates open
+            return torch.sigmoid(beta) * alive
+        return score_gate(beta, t_fil, alive)
 
-    def forward(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        t_w = None if frozen else self.t_w
-        h = self.pw1(self.dw1(F.relu(x), t_w), t_w)
+    def forward(self, x_relu: torch.Tensor, t_fil: torch.Tensor | None = None,
+                t_w: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.pw1(self.dw1(x_relu, t_w), t_w)
         if self.kind == "sep":
-            h = self.bn_mid(h) * self._gate("mid", frozen).view(1, -1, 1, 1)
-            h = self.pw2(self.dw2(F.relu(h), t_w), t_w)
-        return self.bn_out(h) * self._gate("out", frozen).view(1, -1, 1, 1)
-
-    def _gate(self, which: str, frozen: bool) -> torch.Tensor:
-        if frozen:  # masks frozen: committed state only, gates open
-            alive = getattr(self, f"alive_{which}")
-            return torch.sigmoid(getattr(self, f"beta_{which}")) * alive
-        return self.filter_gate(which)
+            h = F.relu(self.bn_mid(h, self.gate("mid", t_fil)))
+            h = self.pw2(self.dw2(h, t_w), t_w)
+        return self.bn_out(h, self.gate("out", t_fil))
 
 
 def make_search_op(name: str, channels: int, stride: int) -> nn.Module:
@@ -140,9 +150,13 @@ def make_search_op(name: str, channels: int, stride: int) -> nn.Module:
         return GatedConvOp(name, channels, stride)
     if name == "skip_connect":
         return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels)
-    pool = nn.AvgPool2d(3, stride, 1, count_include_pad=False) if name == "avg_pool_3x3" \
-        else nn.MaxPool2d(3, stride, 1)
-    return pool
+    return nn.Identity()  # pools: parameter-free, computed once per source node by the cell
+
+
+def _pool(name: str, x: torch.Tensor, stride: int) -> torch.Tensor:
+    if name == "avg_pool_3x3":
+        return F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    return F.max_pool2d(x, 3, stride, 1)
 
 
 class SuperCell(nn.Module):
@@ -158,41 +172,68 @@ class SuperCell(nn.Module):
         self.register_buffer("alive_pre0", torch.ones(channels, dtype=torch.bool))
         self.register_buffer("alive_pre1", torch.ones(channels, dtype=torch.bool))
         self.edges = [(i, j + 2) for j in range(steps) for i in range(j + 2)]
+        n_e, n_o = len(self.edges), len(OPS)
         self.ops = nn.ModuleList(
-            nn.ModuleList(make_search_op(name, channels, 2 if reduction and src < 2 else 1)
-                          for name in OPS) for src, _ in self.edges)
-        self.alpha = nn.Parameter(torch.zeros(len(self.edges), len(OPS)))
-        self.t_op = nn.Parameter(torch.zeros(len(self.edges), len(OPS)))
-        self.register_buffer("alive_op", torch.ones(len(self.edges), len(OPS), dtype=torch.bool))
+            nn.ModuleList(make_search_op(name, channels, self.stride(src)) for name in OPS)
+            for src, _ in self.edges)
+        self.alpha = nn.Parameter(torch.zeros(n_e, n_o))
+        self.t_op = nn.Parameter(torch.zeros(n_e, n_o))
+        self.t_fil = nn.Parameter(torch.zeros(n_e, n_o))
+        self.t_w = nn.Parameter(torch.zeros(n_e, n_o))
+        self.register_buffer("alive_op", torch.ones(n_e, n_o, dtype=torch.bool))
+        self.register_buffer("edge_node", torch.tensor([dst - 2 for _, dst in self.edges]),
+                             persistent=False)
+        self.register_buffer("is_conv", IS_CONV.clone(), persistent=False)
+
+    def stride(self, src: int) -> int:
+        return 2 if self.reduction and src < 2 else 1
 
     @property
     def channels(self) -> int:
         return self.beta_pre1.shape[0]
 
-    def op_gates(self, frozen: bool = False) -> torch.Tensor:
-        if frozen:
-            return torch.sigmoid(self.alpha) * self.alive_op
-        return score_gate(self.alpha, self.t_op) * self.alive_op
+    def op_gates(self, search: bool) -> torch.Tensor:
+        if search:
+            return score_gate(self.alpha, self.t_op, self.alive_op)
+        return torch.sigmoid(self.alpha) * self.alive_op
 
-    def pre_gate(self, k: int, frozen: bool = False) -> torch.Tensor:
+    def pre_gate(self, k: int, search: bool) -> torch.Tensor:
         beta, alive = getattr(self, f"beta_pre{k}"), getattr(self, f"alive_pre{k}")
-        g = torch.sigmoid(beta) if frozen else score_gate(beta, self.t_pre[k])
-        return (g * alive).view(1, -1, 1, 1)
+        return score_gate(beta, self.t_pre[k], alive) if search else torch.sigmoid(beta) * alive
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-        gates = self.op_gates(frozen)
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, search: bool = False) -> torch.Tensor:
+        gates = self.op_gates(search).flatten().unbind()
         alive = self.alive_op.tolist()
-        states = [self.pre0(s0) * self.pre_gate(0, frozen), self.pre1(s1) * self.pre_gate(1, frozen)]
+        n_o = len(OPS)
+        states = [self.pre0(s0, self.pre_gate(0, search)), self.pre1(s1, self.pre_gate(1, search))]
+        relu_cache: dict[int, torch.Tensor] = {}
+        pool_cache: dict[tuple[int, str], torch.Tensor] = {}
         for node in range(2, self.steps + 2):
-            total = 0
+            total = None
             for e, (src, dst) in enumerate(self.edges):
                 if dst != node:
                     continue
-                for o, op in enumerate(self.ops[e]):
+                for o, name in enumerate(OPS):
                     if not alive[e][o]:
                         continue
-                    out = op(states[src], frozen) if isinstance(op, GatedConvOp) else op(states[src])
-                    total = total + gates[e, o] * out
+                    x = states[src]
+                    if name in CONV_OPS:
+                        if src not in relu_cache:
+                            relu_cache[src] = F.relu(x)
+                        t_fil = self.t_fil[e, o] if search else None
+                        t_w = self.t_w[e, o] if search else None
+                        out = self.ops[e][o](relu_cache[src], t_fil, t_w)
+                    elif name in POOL_OPS:
+                        key = (src, name)
+                        if key not in pool_cache:
+                            pool_cache[key] = _pool(name, x, self.stride(src))
+                        out = pool_cache[key]
+                    else:
+                        out = self.ops[e][o](x)
+                    g = gates[e * n_o + o]
+                    total = out * g if total is None else torch.addcmul(total, out, g)
+            if total is None:  # cannot happen once every node keeps an op; guard for safety
+                total = torch.zeros_like(states[1][:, :, ::self.stride(0), ::self.stride(0)])
             states.append(total)
         return torch.cat(states[2:], dim=1)
 
@@ -235,17 +276,18 @@ class MGASSupernet(nn.Module):
             self.stage_widths.append(c)
             c_pp, c_p, red_prev = c_p, c * steps, red
         bounds = stage_bounds(layers, 3)
+        # Heads of stages 1 and 2 (stage 3 uses the classifier); named so cost counts skip them.
         self.stage_heads = nn.ModuleList(
-            StageHead(self.cells[end - 1].channels * steps, num_classes) for _, end in bounds[:2])
+            StageHead(self.cells[max(end - 1, 0)].channels * steps, num_classes) for _, end in bounds[:2])
         self.classifier = nn.Linear(c_p, num_classes)
 
     def forward(self, x: torch.Tensor, *, upto: int | None = None, head: int | None = None,
-                frozen: bool = False) -> torch.Tensor:
+                search: bool = False) -> torch.Tensor:
         """Run cells [0, upto) and the stage head `head` (None = the real classifier)."""
         upto = self.layers if upto is None else upto
         s0 = s1 = self.stem(x)
         for cell in self.cells[:upto]:
-            s0, s1 = s1, cell(s0, s1, frozen)
+            s0, s1 = s1, cell(s0, s1, search)
         if head is not None:
             return self.stage_heads[head](s1)
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
@@ -256,6 +298,7 @@ ARCH_GROUPS = {"alpha": ("alpha",), "beta": ("beta_mid", "beta_out", "beta_pre0"
 
 
 def arch_group(name: str) -> str | None:
+    """Which architecture optimizer group a parameter belongs to (None = a weight)."""
     leaf = name.rsplit(".", 1)[-1]
     for group, leaves in ARCH_GROUPS.items():
         if leaf in leaves:
@@ -264,9 +307,8 @@ def arch_group(name: str) -> str | None:
 
 
 def reset_thresholds(net: MGASSupernet) -> None:
+    """Stage start: every threshold back to 0, so every non-pruned unit is active again."""
     with torch.no_grad():
         for name, p in net.named_parameters():
             if arch_group(name) in ("t_op", "t_fil", "t_w"):
                 p.zero_()
-
-

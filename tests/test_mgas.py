@@ -1,0 +1,238 @@
+"""MGAS: gates, pruning, regrowth, node protection, target control, resume, DDP, bad targets."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from budgetnas import build_model, load_arch
+from budgetnas.cost import count_nonzero
+from budgetnas.methods.mgas.command import MGASOptions, run_search
+from budgetnas.methods.mgas.derive import plan_network
+from budgetnas.methods.mgas.gates import gated_weight, magnitude_mask, score_gate, step, surrogate
+from budgetnas.methods.mgas.prune import commit, physical_prune, regrow
+from budgetnas.methods.mgas.search import Sizer, minimum_arch
+from budgetnas.methods.mgas.supernet import GatedConvOp, MGASSupernet, SuperCell
+from budgetnas.spaces.darts import OPS
+from budgetnas.testing import kill_and_resume
+
+ROOT = Path(__file__).resolve().parents[1]
+# A few-second search: tiny preset on 400 digits, short stages.
+FAST = dict(dataset="digits", subset=400, preset="tiny", batch_size=64, warmup_epochs=1,
+            max_stage_epochs=2, final_warmup_epochs=0, max_final_epochs=4, seed=0, threads=1)
+
+
+def fast_flags(**extra) -> list[str]:
+    opts = {**FAST, **extra}
+    flags = []
+    for key, value in opts.items():
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
+
+
+def small_net(seed: int = 0) -> MGASSupernet:
+    torch.manual_seed(seed)
+    return MGASSupernet(channels=4, layers=3, in_channels=1, num_classes=10)
+
+
+# ------------------------------------------------------------------ STE
+def test_ste_forward_and_backward_values():
+    u = torch.tensor([-1.5, -0.7, -0.4, -0.1, 0.0, 0.1, 0.3, 0.4, 0.5, 1.0, 1.2], requires_grad=True)
+    out = step(u)
+    assert out.tolist() == [0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    out.sum().backward()
+    expected = [0.0, 0.4, 0.4, 1.6, 2.0, 1.6, 0.8, 0.4, 0.4, 0.4, 0.0]
+    assert torch.allclose(u.grad, torch.tensor(expected), atol=1e-6)
+    assert torch.allclose(surrogate(u.detach()), torch.tensor(expected), atol=1e-6)
+
+
+def test_fused_gates_match_the_formula():
+    torch.manual_seed(1)
+    beta, t = torch.randn(12, requires_grad=True), torch.tensor(0.45, requires_grad=True)
+    coeff = torch.randn(12)
+    (score_gate(beta, t) * coeff).sum().backward()
+    beta2, t2 = beta.detach().clone().requires_grad_(), t.detach().clone().requires_grad_()
+    s = torch.sigmoid(beta2)
+    (s * step(s - t2) * coeff).sum().backward()  # gate = sigmoid * step(sigmoid - t)
+    assert torch.allclose(beta.grad, beta2.grad) and torch.allclose(t.grad, t2.grad)
+
+    w, tw = torch.randn(6, 3, 3, 3, requires_grad=True), torch.tensor(0.6, requires_grad=True)
+    mask = torch.rand(6, 3, 3, 3) > 0.3
+    r = torch.randn(6, 3, 3, 3)
+    (gated_weight(w, tw, mask) * r).sum().backward()
+    w2, tw2 = w.detach().clone().requires_grad_(), tw.detach().clone().requires_grad_()
+    (w2 * mask * magnitude_mask(w2, tw2) * r).sum().backward()
+    assert torch.allclose(w.grad, w2.grad) and torch.allclose(tw.grad, tw2.grad)
+
+
+# ------------------------------------------------------------------ physical pruning
+def _randomize_bn(net: torch.nn.Module) -> None:
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, buf in net.named_buffers():
+            if name.endswith("running_mean"):
+                buf.copy_(torch.randn(buf.shape, generator=g) * 0.1)
+            elif name.endswith("running_var"):
+                buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+        for name, p in net.named_parameters():
+            if name.endswith(("beta_mid", "beta_out", "beta_pre0", "beta_pre1", "alpha")):
+                p.copy_(torch.randn(p.shape, generator=g))
+
+
+def test_physical_pruning_keeps_the_function_and_momentum():
+    net = small_net()
+    _randomize_bn(net)
+    with torch.no_grad():
+        for c, cell in enumerate(net.cells):
+            dead = torch.tensor([0, 1]) if c == 0 else torch.tensor([2, 3])
+            if cell.reduction:  # FactorizedReduce skips mix channels: remove them (dead stay 0)
+                for e, (src, _) in enumerate(cell.edges):
+                    if src < 2:
+                        cell.alive_op[e, OPS.index("skip_connect")] = False
+            cell.alive_pre0[dead] = False
+            cell.alive_pre1[dead] = False
+            for row in cell.ops:
+                for op in row:
+                    if isinstance(op, GatedConvOp):
+                        op.alive_out[dead] = False
+                        if op.kind == "sep":
+                            op.alive_mid[1] = False
+    net.eval()
+    x = torch.randn(5, 1, 8, 8)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net(x, search=True).mean().backward()  # some momentum to carry over
+    opt.step()
+    before = net(x, search=True)
+    dense = sum(p.numel() for p in net.parameters())
+    physical_prune(net, plan_network(net), [opt])
+    after = net(x, search=True)
+    assert sum(p.numel() for p in net.parameters()) < dense
+    assert [c.channels for c in net.cells] == [2, 6, 14]
+    assert torch.allclose(before, after, atol=1e-5), (before - after).abs().max()
+    for p in net.parameters():
+        if "momentum_buffer" in opt.state.get(p, {}):
+            assert opt.state[p]["momentum_buffer"].shape == p.shape
+    net.train()
+    net(x, search=True).sum().backward()  # the rebuilt optimizer state steps the sliced tensors
+    opt.step()
+
+
+# ------------------------------------------------------------------ regrow and node protection
+def test_regrow_restores_an_op():
+    net = small_net()
+    cell: SuperCell = net.cells[1]
+    e, o = 3, OPS.index("sep_conv_3x3")
+    op = cell.ops[e][o]
+    with torch.no_grad():
+        cell.alpha[e, o] = -2.5
+        cell.alive_op[e, o] = False
+        op.alive_out[:3] = False
+        op.pw1.mask.zero_()
+        op.beta_out.fill_(-4.0)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    grown = regrow(net, [(1, e, o)], ratio=1.0, alpha_momentum={}, generator=torch.Generator().manual_seed(0),
+                   optimizers=[opt])
+    assert grown == [(1, e, o)]
+    assert bool(cell.alive_op[e, o]) and bool(op.alive_out.all()) and bool(op.pw1.mask.all())
+    assert float(op.beta_out.abs().sum()) == 0.0
+    assert float(cell.alpha[e, o]) == pytest.approx(-2.5)  # its old alpha back
+    out = net(torch.randn(2, 1, 8, 8), search=True)
+    assert torch.isfinite(out).all()
+
+
+def test_every_node_keeps_its_strongest_op():
+    net = small_net()
+    cell: SuperCell = net.cells[0]
+    with torch.no_grad():
+        cell.alpha.copy_(torch.randn(cell.alpha.shape, generator=torch.Generator().manual_seed(5)))
+        cell.t_op.fill_(0.99)  # every op gate closed
+    commit(net, cells=range(1))
+    for node in range(2, cell.steps + 2):
+        rows = [e for e, (_, dst) in enumerate(cell.edges) if dst == node]
+        alive = cell.alive_op[rows]
+        assert int(alive.sum()) == 1
+        best = int(torch.argmax(cell.alpha.detach()[rows]))
+        assert bool(alive.flatten()[best])
+    assert torch.isfinite(net(torch.randn(2, 1, 8, 8), search=True)).all()
+
+
+# ------------------------------------------------------------------ target control
+def _search(tmp_path: Path, name: str, **extra) -> Path:
+    opts = MGASOptions(**{**FAST, "out": tmp_path / name, **extra})
+    return run_search(opts, progress=False)
+
+
+def test_targets_are_hit_within_3_percent(tmp_path):
+    net = MGASSupernet(channels=4, layers=3, in_channels=1, num_classes=10)
+    largest = Sizer("params", 8)(net)
+    smallest = count_nonzero(build_model(minimum_arch(net, 8)))
+    for share in (0.85, 0.6, 0.35):
+        target = int(smallest + share * (largest - smallest))
+        out = _search(tmp_path, f"t{share}", target_params=target)
+        summary = json.loads((out / "summary.json").read_text())
+        model = build_model(load_arch(out / "arch.json"))
+        assert summary["params_nonzero"] == count_nonzero(model)
+        assert abs(summary["params_nonzero"] / target - 1) <= 0.03, (target, summary["params_nonzero"])
+        log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        assert {"stage", "lambda", "op_ratio", "filter_ratio", "weight_ratio", "size", "val_acc",
+                "seconds", "peak_memory_mb"} <= log[0].keys()
+
+
+def test_macs_target(tmp_path):
+    net = MGASSupernet(channels=4, layers=3, in_channels=1, num_classes=10)
+    largest = Sizer("macs", 8)(net)
+    out = _search(tmp_path, "macs", target_macs=int(0.6 * largest), stages=1)
+    summary = json.loads((out / "summary.json").read_text())
+    assert abs(summary["macs"] / (0.6 * largest) - 1) <= 0.03
+
+
+# ------------------------------------------------------------------ resume
+def test_kill_and_resume_gives_the_same_arch(tmp_path):
+    args = ["search", "mgas", *fast_flags(target_params=40000)]
+    reference = tmp_path / "reference"
+    subprocess.run([sys.executable, "-m", "budgetnas", *args, "--out", str(reference)], cwd=ROOT,
+                   check=True, capture_output=True, env={**_env()})
+    # SIGKILL inside the 9th atomic write (a checkpoint mid-search), resume until finished.
+    outcome = kill_and_resume(args, tmp_path / "killed", "write:9", files=["arch.json", "arch.safetensors"],
+                              ignore={"provenance"}, reference=reference, cwd=ROOT)
+    assert outcome.killed and outcome.resumes >= 1
+    assert outcome.equal, outcome.differences
+
+
+def _env() -> dict:
+    import os
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+# ------------------------------------------------------------------ DDP
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed")
+def test_two_process_search_agrees(tmp_path):
+    out = tmp_path / "ddp"
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_port=29533", "-m", "budgetnas",
+                           "search", "mgas", *fast_flags(target_params=45000, max_final_epochs=2,
+                                                         max_stage_epochs=2),
+                           "--out", str(out), "--device", "cpu"],
+                          cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    sums = summary["rank_arch_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    assert summary["world_size"] == 2
+    load_arch(out / "arch.json")
+
+
+# ------------------------------------------------------------------ bad targets
+@pytest.mark.parametrize("flag,value", [("--target-params", "100"), ("--target-params", "10000000"),
+                                        ("--target-macs", "10")])
+def test_impossible_targets_exit_2(tmp_path, cli, flag, value):
+    proc = cli("search", "mgas", "--subset", "100", flag, value, "--out", str(tmp_path / "bad"))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert flag in proc.stderr and "fix:" in proc.stderr
