@@ -23,8 +23,8 @@ from budgetnas.testing import kill_and_resume
 
 ROOT = Path(__file__).resolve().parents[1]
 # A few-second search: tiny preset on 400 digits, short stages.
-FAST = dict(dataset="digits", subset=400, preset="tiny", batch_size=64, warmup_epochs=1,
-            max_stage_epochs=2, final_warmup_epochs=0, max_final_epochs=4, seed=0, threads=1)
+FAST = dict(dataset="digits", subset=200, preset="tiny", channels=2, batch_size=50, warmup_epochs=0,
+            max_stage_epochs=2, final_warmup_epochs=0, max_final_epochs=2, seed=0, threads=1)
 
 
 def fast_flags(**extra) -> list[str]:
@@ -168,7 +168,7 @@ def _search(tmp_path: Path, name: str, **extra) -> Path:
 
 
 def test_targets_are_hit_within_3_percent(tmp_path):
-    net = MGASSupernet(channels=4, layers=3, in_channels=1, num_classes=10)
+    net = MGASSupernet(channels=2, layers=3, in_channels=1, num_classes=10)
     largest = Sizer("params", 8)(net)
     smallest = count_nonzero(build_model(minimum_arch(net, 8)))
     for share in (0.85, 0.6, 0.35):
@@ -184,7 +184,7 @@ def test_targets_are_hit_within_3_percent(tmp_path):
 
 
 def test_macs_target(tmp_path):
-    net = MGASSupernet(channels=4, layers=3, in_channels=1, num_classes=10)
+    net = MGASSupernet(channels=2, layers=3, in_channels=1, num_classes=10)
     largest = Sizer("macs", 8)(net)
     out = _search(tmp_path, "macs", target_macs=int(0.6 * largest), stages=1)
     summary = json.loads((out / "summary.json").read_text())
@@ -193,12 +193,12 @@ def test_macs_target(tmp_path):
 
 # ------------------------------------------------------------------ resume
 def test_kill_and_resume_gives_the_same_arch(tmp_path):
-    args = ["search", "mgas", *fast_flags(target_params=40000)]
+    args = ["search", "mgas", *fast_flags(target_params=12000)]
     reference = tmp_path / "reference"
     subprocess.run([sys.executable, "-m", "budgetnas", *args, "--out", str(reference)], cwd=ROOT,
                    check=True, capture_output=True, env={**_env()})
     # SIGKILL inside the 9th atomic write (a checkpoint mid-search), resume until finished.
-    outcome = kill_and_resume(args, tmp_path / "killed", "write:9", files=["arch.json", "arch.safetensors"],
+    outcome = kill_and_resume(args, tmp_path / "killed", "write:7", files=["arch.json", "arch.safetensors"],
                               ignore={"provenance"}, reference=reference, cwd=ROOT)
     assert outcome.killed and outcome.resumes >= 1
     assert outcome.equal, outcome.differences
@@ -216,8 +216,7 @@ def test_two_process_search_agrees(tmp_path):
     out = tmp_path / "ddp"
     torchrun = str(Path(sys.executable).parent / "torchrun")
     proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_port=29533", "-m", "budgetnas",
-                           "search", "mgas", *fast_flags(target_params=45000, max_final_epochs=2,
-                                                         max_stage_epochs=2),
+                           "search", "mgas", *fast_flags(target_params=12000),
                            "--out", str(out), "--device", "cpu"],
                           cwd=ROOT, capture_output=True, text=True, env=_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
