@@ -211,6 +211,8 @@ def _slice_fr(s: Slicer, fr: FactorizedReduce, keep: torch.Tensor, in_idx) -> No
 def _slice_op(s: Slicer, op: GatedConvOp, keep: torch.Tensor, mid: torch.Tensor | None) -> None:
     s.conv(op.dw1, keep)
     if op.kind == "sep":
+        if mid is None:  # a dead op (no plan entry): keep its middle channels as they are
+            mid = torch.arange(op.alive_mid.numel(), device=op.alive_mid.device)
         s.conv(op.pw1, mid, keep)
         s.bn(op.bn_mid, mid)
         s.param(op, "beta_mid", mid)
@@ -258,10 +260,15 @@ def regrow(net: MGASSupernet, pruned: list[tuple[int, int, int]], *, ratio: floa
                               generator=generator).tolist()
     grown = [candidates[i] for i in sorted(picks)]
     for c, e, o in grown:
-        cell = net.cells[c]
-        cell.alive_op[e, o] = True
-        _refresh(cell.ops[e][o], optimizers)
+        revive(net, c, e, o, optimizers)
     return grown
+
+
+@torch.no_grad()
+def revive(net: MGASSupernet, c: int, e: int, o: int, optimizers: list[torch.optim.Optimizer]) -> None:
+    """Bring op (cell c, edge e, op o) back: fresh weights, beta 0, full masks, its old alpha."""
+    net.cells[c].alive_op[e, o] = True
+    _refresh(net.cells[c].ops[e][o], optimizers)
 
 
 def _mix(momentum: torch.Tensor, sigmoid: torch.Tensor) -> torch.Tensor:

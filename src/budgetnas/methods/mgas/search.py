@@ -29,7 +29,7 @@ from ...data import Dataset, batches
 from ...errors import UserError
 from ...io import load_checkpoint, save_checkpoint, write_json, write_jsonl
 from .derive import export_arch, plan_network
-from .prune import commit, physical_prune, regrow, restore, snapshot
+from .prune import commit, physical_prune, regrow, restore, revive, snapshot
 from .supernet import GatedConvOp, MGASSupernet, arch_group, reset_thresholds, stage_bounds
 
 CHECKPOINT = "checkpoint.pt"
@@ -398,6 +398,8 @@ class MGASSearch:
             restore(self.net, before)
             died = self._land(phase.commit_cells, force=None)
             size = self.sizer(self.net)
+        if size < low:  # below the band already (e.g. after a stage change): regrow into it
+            size = self.regrow_to_band()
         if low <= size <= high:
             self.state.reached = True
         return died
@@ -423,8 +425,32 @@ class MGASSearch:
         cells = range(self.s.layers)
         for level in ("ops", "weights"):
             if self.sizer(self.net) <= self.band()[1]:
-                return
+                break
             self._land(cells, force=level)
+        if self.sizer(self.net) < self.band()[0]:
+            self.regrow_to_band()
+
+    def regrow_to_band(self) -> int:
+        """Below the band: bring pruned ops back, highest sigmoid(alpha) first (fresh weights,
+        beta 0, full masks, old alpha), skipping any that would jump over the band."""
+        low, high = self.band()
+        size = self.sizer(self.net)
+        candidates = []
+        for c, cell in enumerate(self.net.cells):
+            score = torch.sigmoid(cell.alpha.detach())
+            for e, o in (~cell.alive_op).nonzero().tolist():
+                candidates.append((-float(score[e, o]), c, e, o))
+        for _, c, e, o in sorted(candidates):
+            if size >= low:
+                break
+            saved = snapshot(self.net)
+            revive(self.net, c, e, o, [self.w_opt, self.a_opt])
+            new = self.sizer(self.net)
+            if new > high:
+                restore(self.net, saved)
+            else:
+                size = new
+        return size
 
     def update_lambda(self, died: int) -> None:
         st, n_thr = self.state, self.s.n_thr
@@ -444,6 +470,12 @@ class MGASSearch:
         st = self.state
         st.epoch_in_phase, st.start_size, st.frozen_pending, st.stage_pruned = 0, None, False, []
         if st.reached:
+            low, high = self.band()
+            size = self.sizer(self.net)
+            if size < low:  # the rebuilt network must still be inside the band
+                self.regrow_to_band()
+            elif size > high:
+                self.force_land()
             # **Decision:** once the target is reached (in any stage), train the whole committed
             # network's weights for one epoch with masks frozen, so the classifier is trained and
             # the reported held-out accuracy is the exported network's.
