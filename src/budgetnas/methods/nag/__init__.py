@@ -1,0 +1,1 @@
+"""NAG: a budget-conditioned architecture generator (Pareto-aware evaluator + LSTM policy)."""

@@ -1,0 +1,97 @@
+"""Baselines that query a table directly (each query reveals one row's true accuracy and cost).
+
+- random search: `queries` random architectures, shared by all budgets; per budget the most
+  accurate one within it.
+- regularized evolution per budget (Real et al., 2019): population 50, tournament 10, one mutated
+  decision per child, oldest removed; fitness = accuracy if within budget, else -cost.
+- reward shaping, evolved with the same loop and fitness function replaced by
+  MnasNet: A * (L / B) ** -0.07 (soft: the reward is raised below the budget and lowered above)
+  TuNAS:   A - 0.07 * |L / B - 1| * 100 (accuracy in percent; absolute-value reward).
+Picks are the best *feasible* queried architecture under each method's own ranking (the measured
+cost is known for every queried row); with none feasible, the cheapest queried one.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+from .table import Table
+
+Fitness = Callable[[float, float, float], float]
+
+
+def constrained(acc: float, cost: float, budget: float) -> float:
+    return acc if cost <= budget else -cost
+
+
+def mnasnet(acc: float, cost: float, budget: float) -> float:
+    return acc * (cost / budget) ** -0.07
+
+
+def tunas(acc: float, cost: float, budget: float) -> float:
+    return acc - 0.07 * 100.0 * abs(cost / budget - 1.0)
+
+
+FITNESS: dict[str, Fitness] = {"evolution": constrained, "mnasnet": mnasnet, "tunas": tunas}
+
+
+def _pick(idx: list[int], acc: np.ndarray, cost: np.ndarray, budget: float,
+          score: Callable[[int], float] | None = None) -> int:
+    feasible = [i for i in idx if cost[i] <= budget]
+    if not feasible:
+        return min(idx, key=lambda i: cost[i])
+    return max(feasible, key=score or (lambda i: acc[i]))
+
+
+def random_search(table: Table, acc: np.ndarray, cost: np.ndarray, budgets: list[float], *,
+                  queries: int, seed: int) -> list[int]:
+    rng = np.random.default_rng(seed)
+    idx = list(rng.choice(len(table), size=min(queries, len(table)), replace=False))
+    return [_pick(idx, acc, cost, b) for b in budgets]
+
+
+def evolve(table: Table, acc: np.ndarray, cost: np.ndarray, budget: float, *, queries: int, seed: int,
+           fitness: Fitness = constrained, population: int = 50, tournament: int = 10) -> int:
+    """Regularized evolution for one budget; returns the picked row."""
+    rng = np.random.default_rng(seed)
+    space = table.space
+    queried: list[int] = []
+    pop: deque[int] = deque()
+
+    def query(row: np.ndarray) -> int | None:
+        i = table.index_of(space.canonical(row))
+        if i is not None:
+            queried.append(i)
+        return i
+
+    while len(pop) < min(population, queries) and len(queried) < queries:
+        i = query(space.sample_batch(rng, 1)[0])
+        if i is not None:
+            pop.append(i)
+    tries = 0
+    while len(queried) < queries and tries < 50 * queries:
+        tries += 1
+        contenders = [pop[int(k)] for k in rng.choice(len(pop), size=min(tournament, len(pop)), replace=False)]
+        parent = max(contenders, key=lambda i: fitness(acc[i], cost[i], budget))
+        child = table.rows[parent].copy()
+        d = int(rng.integers(len(space)))
+        options = [v for v in range(space.sizes[d]) if v != child[d]]
+        if not options:
+            continue
+        child[d] = options[int(rng.integers(len(options)))]
+        i = query(child)
+        if i is None:  # not in the table (e.g. a gated slot of a partial table)
+            continue
+        pop.append(i)
+        pop.popleft()
+    return _pick(queried, acc, cost, budget, lambda i: fitness(acc[i], cost[i], budget))
+
+
+def per_budget(method: str, table: Table, acc: np.ndarray, cost: np.ndarray, budgets: list[float], *,
+               queries: int, seed: int) -> list[int]:
+    """`queries` table queries in total, split evenly over the budgets."""
+    each = max(1, queries // len(budgets))
+    return [evolve(table, acc, cost, b, queries=each, seed=seed + 7919 * k, fitness=FITNESS[method])
+            for k, b in enumerate(budgets)]
