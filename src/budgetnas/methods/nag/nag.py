@@ -197,12 +197,25 @@ class NAGModel:
     def select(self, budget: float, *, k: int | None = None, seed: int = 0,
                extra: np.ndarray | None = None) -> dict:
         """Sample k per budget, keep the best predicted accuracy with predicted cost < budget."""
-        rows = self.sample(budget, k or self.settings.select_samples, seed=seed)
+        k = k or self.settings.select_samples
+        rows = self.sample(budget, k, seed=seed)
         if extra is not None and len(extra):
             rows = np.unique(np.concatenate([rows, np.asarray(extra)]), axis=0)
         acc, cost, exact = self.predict(rows)
         limit = np.where(exact, budget, budget * math.exp(-self.margin))
         feasible = cost <= limit
+        condition = budget
+        for attempt in range(6):
+            if feasible.any():
+                break
+            # Nothing generated fits: ask the generator for a smaller budget (a budget below the
+            # trained range is extrapolated), keeping what was sampled so far.
+            condition *= 0.85
+            more = self.sample(condition, k, seed=seed + 1 + attempt)
+            rows = np.unique(np.concatenate([rows, more]), axis=0)
+            acc, cost, exact = self.predict(rows)
+            limit = np.where(exact, budget, budget * math.exp(-self.margin))
+            feasible = cost <= limit
         i = int(np.argmax(np.where(feasible, acc, -np.inf))) if feasible.any() else int(np.argmin(cost))
         return {"budget": float(budget), "row": [int(v) for v in rows[i]],
                 "genotype": self.space.to_genotype(rows[i]), "predicted_acc": float(acc[i]),

@@ -1,0 +1,174 @@
+"""NAG on a small enumerable space whose true Pareto front is known (all 1,024 architectures).
+
+Accuracy and cost are sums of per-decision effects (plus a fixed pseudo-random interaction), so
+bigger choices cost more and usually help; the generator learns from 400 of the rows and is judged
+against the front of all of them."""
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from budgetnas.errors import UserError
+from budgetnas.methods.nag.baselines import per_budget, random_search
+from budgetnas.methods.nag.models import concordance, encode
+from budgetnas.methods.nag.nag import NAGModel, Settings
+from budgetnas.methods.nag.table import load_table
+from budgetnas.spaces.decisions import Decision, DecisionSpace
+
+TRAIN_BUDGETS = [6.0, 9.0, 12.0]
+UNSEEN_BUDGETS = [7.5, 10.5]
+
+
+def synthetic_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(123)
+    rows = np.array(list(np.ndindex(4, 4, 4, 4, 4)))
+    gain = np.sort(rng.uniform(0, 4, size=(5, 4)), axis=1)
+    price = np.sort(rng.uniform(0.2, 3.5, size=(5, 4)), axis=1)
+    inter = rng.normal(0, 0.3, size=(4, 4))
+    acc = 70 + gain[np.arange(5), rows].sum(1) + inter[rows[:, 0], rows[:, 1]]
+    cost = price[np.arange(5), rows].sum(1)
+    return rows, acc, cost
+
+
+@pytest.fixture(scope="module")
+def synthetic_csv(tmp_path_factory):
+    rows, acc, cost = synthetic_rows()
+    path = tmp_path_factory.mktemp("nag") / "synthetic.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arch", "acc", "latency_ms"])
+        for r, a, c in zip(rows, acc, cost):
+            w.writerow(["-".join(map(str, r)), f"{a:.4f}", f"{c:.4f}"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_csv):
+    torch.set_num_threads(1)
+    table = load_table(synthetic_csv)
+    acc, cost = table.column("acc"), table.column("latency_ms")
+    revealed = np.random.default_rng(0).choice(len(table), 400, replace=False)
+    settings = Settings(iterations=800, train_budgets=TRAIN_BUDGETS, predictor_epochs=80,
+                        evaluator_steps=600, select_samples=200, seed=0)
+    model = NAGModel.fit(table.space, table.rows[revealed], acc[revealed], cost[revealed], settings)
+    for it in range(settings.iterations):
+        model.train_step(it)
+    return table, acc, cost, model
+
+
+def front(acc, cost, budget):
+    return acc[cost <= budget].max()
+
+
+def test_table_infers_choices(synthetic_csv):
+    table = load_table(synthetic_csv)
+    assert len(table) == 1024 and table.space.sizes == [4] * 5
+    assert set(table.columns) == {"acc", "latency_ms"}
+
+
+def test_evaluator_ranks_pairs(trained):
+    table, acc, cost, model = trained
+    enc = encode(table.space, table.rows)
+    for budget in TRAIN_BUDGETS + UNSEEN_BUDGETS:
+        with torch.no_grad():
+            scores = model.evaluator(enc, torch.tensor(model.norm(budget))).numpy()
+        assert concordance(scores, acc, cost, budget) > 0.8
+
+
+def test_picks_are_feasible_monotone_and_near_the_front(trained):
+    table, acc, cost, model = trained
+    budgets = sorted(TRAIN_BUDGETS + UNSEEN_BUDGETS)
+    picked = []
+    for b in budgets:
+        pick = model.select(b, seed=1)  # generated candidates only
+        i = table.index_of(pick["row"])
+        assert cost[i] <= b, f"pick over budget {b}: {cost[i]}"
+        picked.append(acc[i])
+    assert all(later >= earlier for earlier, later in zip(picked, picked[1:])), picked
+    regret = [front(acc, cost, b) - a for b, a in zip(budgets, picked)]
+    assert np.mean(regret) < 0.6 and max(regret) < 1.5, regret
+
+
+def test_generator_depends_on_the_budget(trained):
+    table, acc, cost, model = trained
+    low = model.sample(TRAIN_BUDGETS[0], 64, seed=0)
+    high = model.sample(TRAIN_BUDGETS[-1], 64, seed=0)
+    mean_cost = lambda rows: np.mean([cost[table.index_of(r)] for r in rows])
+    assert mean_cost(low) < mean_cost(high)
+
+
+def test_save_load_gives_the_same_picks(trained, tmp_path):
+    table, acc, cost, model = trained
+    model.save(tmp_path / "generator")
+    loaded = NAGModel.load(tmp_path / "generator.json", table.space)
+    for b in UNSEEN_BUDGETS:
+        assert loaded.select(b, seed=3)["row"] == model.select(b, seed=3)["row"]
+    assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
+
+
+def test_baselines_pick_feasible_rows(trained):
+    table, acc, cost, _ = trained
+    budgets = TRAIN_BUDGETS + UNSEEN_BUDGETS
+    for picks in (random_search(table, acc, cost, budgets, queries=200, seed=0),
+                  per_budget("evolution", table, acc, cost, budgets, queries=500, seed=0)):
+        assert all(cost[i] <= b for i, b in zip(picks, budgets))
+    for method in ("mnasnet", "tunas"):
+        picks = per_budget(method, table, acc, cost, budgets, queries=500, seed=0)
+        assert len(picks) == len(budgets)
+
+
+def test_gated_decisions_encode_inactive_slots_as_zero():
+    space = DecisionSpace([Decision("depth", (1, 2, 3)), Decision("k1", (3, 5)),
+                           Decision("k2", (3, 5), gate=("depth", 2)), Decision("k3", (3, 5), gate=("depth", 3))])
+    row = space.canonical([0, 1, 1, 1])
+    assert row == (0, 1, 0, 0)
+    assert space.encode(row).tolist() == [1, 0, 0, 0, 1, 0, 0, 0, 0]
+    assert len(list(space.enumerate())) == 2 + 4 + 8
+    assert space.encode_batch(np.array([row])).tolist() == [space.encode(row).tolist()]
+
+
+def test_mbconv_decisions_round_trip():
+    from budgetnas.arch import Arch, build_model
+    from budgetnas.methods.nag.spaces import decision_space_for
+
+    space, config = decision_space_for("mbconv", in_channels=1, input_size=8, num_classes=10)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        row = space.sample(rng)
+        genotype = space.to_genotype(row)
+        assert space.from_genotype(genotype) == row
+        depth = [len(s["layers"]) for s in genotype["stages"]]
+        assert int(space.encode(row).sum()) == len(depth) + 2 * sum(depth)
+    model = build_model(Arch("mbconv", config, genotype))
+    assert model(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("acc,latency_ms\n1,2\n", "no 'arch' column"),
+    ("arch,acc\n", "no data rows"),
+    ("arch,acc\n0-1,1\n0-1-2,2\n", "has 3 choices"),
+    ("arch,acc\n0-1,1\n0-1,2\n", "appears twice"),
+    ("arch,acc\n0-x,1\n", "not a tuple"),
+    ("arch,acc\n0-1,1,5\n", "values but"),
+    ("", "empty"),
+])
+def test_table_errors_are_user_errors(tmp_path, text, message):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_table(path)
+
+
+def test_missing_or_non_numeric_column(synthetic_csv, tmp_path):
+    table = load_table(synthetic_csv)
+    with pytest.raises(UserError, match="no numeric column"):
+        table.column("latency_gpu")
+    path = tmp_path / "t.csv"
+    path.write_text("arch,acc,lat\n0-1,1,\n1-0,2,3\n")
+    with pytest.raises(UserError, match="empty or non-numeric"):
+        load_table(path).column("lat")
+    with pytest.raises(UserError, match="outside"):
+        load_table(synthetic_csv, choices=[2, 4, 4, 4, 4])

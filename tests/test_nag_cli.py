@@ -1,0 +1,101 @@
+"""`budgetnas generate` end to end (tiny settings), exact resume, bad input, latency tables."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from budgetnas.errors import UserError
+from budgetnas.methods.nag.latency_table import arch_from_genotype_string, collect_latency_table
+from budgetnas.methods.nag.table import load_table
+
+from test_nag import synthetic_rows
+
+TINY = ["--iterations", "120", "--predictor-epochs", "10", "--evaluator-steps", "100",
+        "--select-samples", "50", "--checkpoint-every", "60", "--samples-per-step", "8"]
+
+
+@pytest.fixture(scope="module")
+def table_csv(tmp_path_factory):
+    rows, acc, cost = synthetic_rows()
+    path = tmp_path_factory.mktemp("gen") / "table.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "arch", "acc", "latency_ms"])
+        for n, (r, a, c) in enumerate(zip(rows, acc, cost)):
+            w.writerow([n, "-".join(map(str, r)), f"{a:.4f}", f"{c:.4f}"])
+    return path
+
+
+def generate(cli, table, out, *extra, env=None):
+    return cli("generate", "--table", table, "--accuracy", "acc", "--cost", "latency_ms", "--reveal", "300",
+               "--budgets", "7,10", "--out", out, *TINY, *extra, env=env)
+
+
+def test_generate_writes_picks_and_resumes_exactly(cli, table_csv, tmp_path):
+    full = generate(cli, table_csv, tmp_path / "full")
+    assert full.returncode == 0, full.stderr
+    picks = json.loads((tmp_path / "full" / "picks.json").read_text())["picks"]
+    assert [p["budget"] for p in picks] == [7.0, 10.0]
+    assert all("test_acc" in p and "cost" in p and "predicted_acc" in p for p in picks)
+    summary = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["method"] == "nag" and summary["rows_used"] == 300
+    # Kill during the second checkpoint (write 5 = its generator.safetensors), then resume.
+    killed = generate(cli, table_csv, tmp_path / "part", env={"BUDGETNAS_KILL_AT_WRITE": "5"})
+    assert killed.returncode != 0
+    resumed = generate(cli, table_csv, tmp_path / "part", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "full" / "generator.safetensors").read_bytes() == \
+        (tmp_path / "part" / "generator.safetensors").read_bytes()
+    # A trained generator answers new budgets without training.
+    again = cli("generate", "--generator", tmp_path / "full" / "generator.json", "--table", table_csv,
+                "--accuracy", "acc", "--cost", "latency_ms", "--budget", "8.5", "--out", tmp_path / "query")
+    assert again.returncode == 0, again.stderr
+    assert "8.5" in again.stdout
+
+
+def test_generate_bad_input_exits_2(cli, table_csv, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,acc\n0-1,1\n0-1-2,2\n")
+    for args in (["--table", bad, "--accuracy", "acc", "--cost", "acc"],
+                 ["--table", table_csv, "--accuracy", "acc", "--cost", "latency_gpu"],
+                 ["--table", tmp_path / "missing.csv", "--accuracy", "a", "--cost", "b"]):
+        result = cli("generate", *args, "--out", tmp_path / "x")
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_nb201_table_has_cost_model_columns(tmp_path):
+    path = tmp_path / "nb.csv"
+    path.write_text("arch,acc\n|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|,93.66\n")
+    table = load_table(path)
+    assert table.space_name == "nb201"
+    assert table.column("params")[0] == 802_426 and table.column("macs")[0] == 113_951_360
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_collect_latency_table(tmp_path, backend):
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnx")
+    out = collect_latency_table("mbconv", 3, backend=backend, device="cpu", batch_size=1, warmup=1, runs=3,
+                                threads=1, seed=0, out_path=tmp_path / "lat.csv", in_channels=1, input_size=8,
+                                progress=False)
+    table = load_table(out, space="mbconv", dataset_shape=(1, 8, 10))
+    assert len(table) == 3 and (table.column("latency_ms") > 0).all() and (table.column("macs") > 0).all()
+    meta = json.loads((tmp_path / "lat.json").read_text())
+    assert meta["backend"] == backend and meta["runs"] == 3 and meta["statistic"] == "median"
+    # The genotype column rebuilds the same architecture as the arch column.
+    row = list(csv.DictReader(open(out)))[0]
+    assert table.space.to_genotype(table.rows[0]) == json.loads(row["genotype"])
+
+
+def test_arch_from_genotype_string_mbconv():
+    arch = arch_from_genotype_string("mbconv", "-".join(["0"] * 27), in_channels=1, input_size=8)
+    assert [len(s["layers"]) for s in arch.genotype["stages"]] == [2, 2, 2]
+    with pytest.raises(UserError):
+        arch_from_genotype_string("mbconv", "1-2")
+    with pytest.raises(UserError):
+        arch_from_genotype_string("mbconv", "{not json")
