@@ -120,7 +120,8 @@ def write_results(out: Path, arch: Arch, summary: dict) -> dict:
     return summary
 
 
-def print_result(title: str, summary: dict, out: Path, opts: BaselineOptions, file=sys.stdout) -> None:
+def print_result(title: str, summary: dict, out: Path, opts: BaselineOptions, file=None) -> None:
+    file = file or sys.stdout  # looked up at call time (tests capture it)
     target = summary.get("target") or {}
     unit, goal = next(iter(target.items())) if target else ("", None)
     error = summary.get("target_error")
