@@ -121,6 +121,17 @@ def test_darts_search_writes_a_valid_scaled_architecture(tmp_path, capsys):
     assert [r["epoch"] for r in log] == [1, 2] and 0.0 <= summary["val_acc"] <= 1.0
     printed = capsys.readouterr().out
     assert "off target" in printed and f"budgetnas train {out / 'arch.json'}" in printed
+    # The search does not depend on the target: reuse it and scale to a larger one.
+    bigger = tmp_path / "bigger"
+    run_darts(DartsOptions(**FAST, scale_from=out, target_params=30000, out=bigger), progress=False)
+    scaled = check_arch(bigger / "arch.json", layers=3)
+    assert [c["edges"] for c in scaled["genotype"]["cells"]] == [c["edges"] for c in cells]
+    assert scaled["genotype"]["cells"][0]["channels"] > cells[0]["channels"]
+    again = json.loads((bigger / "summary.json").read_text())
+    assert again["searched_in"] == str(out) and again["search_seconds"] == summary["search_seconds"]
+    with pytest.raises(UserError, match="other data"):
+        run_darts(DartsOptions(**{**FAST, "subset": 300}, scale_from=out, target_params=30000,
+                               out=tmp_path / "other"), progress=False)
 
 
 def test_darts_kill_and_resume_gives_the_same_arch(tmp_path):

@@ -115,9 +115,15 @@ class DartsSupernet(nn.Module):
 
     def genotype(self) -> list[list[dict]]:
         """Derived edges of every cell (each cell its own copy of the normal or reduce cell)."""
-        normal = derive_cell(F.softmax(self.alphas_normal, dim=-1))
-        reduce = derive_cell(F.softmax(self.alphas_reduce, dim=-1))
-        return [[dict(e) for e in (reduce if cell.reduction else normal)] for cell in self.cells]
+        return derive_network(self.alphas_normal, self.alphas_reduce, len(self.cells))
+
+
+def derive_network(alphas_normal: torch.Tensor, alphas_reduce: torch.Tensor, layers: int) -> list[list[dict]]:
+    """Standard DARTS derivation of the shared normal and reduce cells, copied into every cell."""
+    normal = derive_cell(F.softmax(alphas_normal.detach().float(), dim=-1))
+    reduce = derive_cell(F.softmax(alphas_reduce.detach().float(), dim=-1))
+    reductions = set(reduction_cells(layers))
+    return [[dict(e) for e in (reduce if i in reductions else normal)] for i in range(layers)]
 
 
 class DartsSearch:
