@@ -77,7 +77,7 @@ def kill_and_resume(args: list[str], workdir: Path, kill_point: str, *, files: l
     resumes = 0
     while killed and resumes < max_resumes:
         resumes += 1
-        can_resume = (out / "checkpoint.pt").exists() or any(out.glob("**/checkpoint.pt"))
+        can_resume = (out / "checkpoint.pt").exists()
         killed = _run(args, out, resume=can_resume, kill_point=None, cwd=cwd, timeout=timeout) \
             if can_resume else _run(args, out, resume=False, kill_point=None, cwd=cwd, timeout=timeout)
     leftovers = [p.name for p in out.rglob(".*.tmp")]
