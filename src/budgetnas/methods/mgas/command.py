@@ -8,9 +8,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from ...config import CommonOptions, add_model_arguments, resolve_options
+from ...config import SearchOptions, add_model_arguments, resolve_options
 from ...data import load_dataset
 from ...errors import UserError
+from ...report import report_at_end, write_run_info
 from ...run import prepare_run_dir, resolve_device, set_threads
 from .presets import PRESETS
 from .search import MGASSearch, SearchSettings
@@ -18,7 +19,7 @@ from .search import MGASSearch, SearchSettings
 DEFAULT_TARGET_SHARE = 0.5  # without a target: half the supernet's exported size
 
 
-class MGASOptions(CommonOptions):
+class MGASOptions(SearchOptions):
     preset: Literal["tiny", "darts8_c24", "darts14_c44"] = Field("tiny", description="search preset")
     target_params: int | None = Field(None, ge=1, description="non-zero params of the exported network")
     target_macs: int | None = Field(None, ge=1, description="MACs of the exported network")
@@ -67,6 +68,7 @@ def run_search(opts: MGASOptions, *, progress: bool = True) -> Path:
                            skip_bad_images=opts.skip_bad_images)
     settings = settings_from(opts)
     out = prepare_run_dir(opts.out, "search-mgas", resume=opts.resume)
+    write_run_info(out, None, opts, device=device)
     target = {"macs": opts.target_macs} if opts.target_macs else {"params": opts.target_params or 0}
     search = MGASSearch(dataset, out, settings, target=target, seed=opts.seed, device=device,
                         progress=progress)
@@ -82,6 +84,7 @@ def run_search(opts: MGASOptions, *, progress: bool = True) -> Path:
         return out
     summary = search.finish(opts.dataset, opts.model_dump(mode="json"))
     print_result(summary, out, opts)
+    report_at_end(out, opts.report)
     return out
 
 

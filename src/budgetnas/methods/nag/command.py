@@ -27,6 +27,7 @@ from ... import __version__
 from ...config import SearchOptions, add_model_arguments, resolve_options
 from ...errors import UserError
 from ...io import load_checkpoint, save_checkpoint, write_json, write_jsonl
+from ...report import report_at_end, write_run_info
 from ...run import prepare_run_dir, seed_everything, set_threads
 from .nag import NAGModel, Settings
 from .table import Table, load_table, nb201_costs
@@ -84,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("budgets must be positive", where="--budgets")
     revealed = _revealed(len(table), opts)
     out = prepare_run_dir(opts.out, "generate", resume=opts.resume)
+    write_run_info(out, None, opts, device="cpu")
     exact = _exact_cost(table, opts.cost)
     if opts.generator:
         model = NAGModel.load(opts.generator, table.space)
@@ -97,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     _write_results(out, table, acc, cost, picks, model, opts, started, log)
     _print(picks, opts)
     print(f"run directory: {out}")
+    report_at_end(out, opts.report)
     return 0
 
 
