@@ -186,7 +186,7 @@ def test_train_run_report(train_run):
     # pareto + training curves + overview + one graph per cell
     cells = len(json.loads(SMALL_ARCH.read_text())["genotype"]["cells"])
     assert len(parser.images) == 3 + cells
-    assert "no run_info.json" in text  # the train command does not record it yet: said, not hidden
+    assert "no run_info.json" not in text  # train records its command line and environment
 
 
 def test_dna_run_report(dna_run):
