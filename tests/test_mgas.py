@@ -235,3 +235,32 @@ def test_impossible_targets_exit_2(tmp_path, cli, flag, value):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert flag in proc.stderr and "fix:" in proc.stderr
+
+
+# ------------------------------------------------------------------ presets
+@pytest.mark.parametrize("preset,cells,channels", [("darts8_c24", 8, 24), ("darts14_c44", 14, 44)])
+def test_published_presets_build_the_authors_supernets(preset, cells, channels):
+    from budgetnas.methods.mgas.presets import PRESETS
+
+    settings = PRESETS[preset]
+    assert (settings["layers"], settings["channels"]) == (cells, channels)
+    net = MGASSupernet(channels=channels, layers=cells, in_channels=3, num_classes=10)
+    assert net.reduction_cells == [cells // 3, 2 * cells // 3]
+    assert [c.channels for c in net.cells][-1] == 4 * channels
+    # Every op of every edge is in the supernet; the authors' released networks (0.70M / 2.29M
+    # dense params) are pruned from it, so it must be larger than them.
+    assert sum(int(c.alive_op.sum()) for c in net.cells) == cells * 14 * len(OPS)
+    published = {"darts8_c24": 0.70e6, "darts14_c44": 2.29e6}[preset]
+    assert Sizer("params", 32)(net) > 3 * published
+    net.eval()
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_darts8_c24_preset_runs_a_search_epoch(tmp_path):
+    out = _search(tmp_path, "p8", preset="darts8_c24", dataset="synthetic", subset=None, channels=None,
+                  batch_size=None, warmup_epochs=None, max_stage_epochs=None, final_warmup_epochs=None,
+                  max_final_epochs=None, stop_after=1)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and log[0]["stage"] == "stage1" and log[0]["kind"] == "warmup"
+    assert (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .depthwise import depthwise_conv2d
+
 
 class ReLUConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, stride: int = 1, padding: int = 0):
@@ -29,6 +31,21 @@ class FactorizedReduce(nn.Module):
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 
 
+class DepthwiseConv2d(nn.Conv2d):
+    """A bias-free depthwise `nn.Conv2d` whose training step uses the fast backward of
+    `budgetnas.depthwise` (same numbers; evaluation, tracing and export see a plain conv)."""
+
+    def __init__(self, channels: int, kernel: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1):
+        super().__init__(channels, channels, kernel, stride, padding, dilation, groups=channels,
+                         bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            return depthwise_conv2d(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+        return super().forward(x)
+
+
 class SepConv(nn.Sequential):
     """Two stacked depthwise-separable convs; the middle width `c_mid` is searchable in MGAS."""
 
@@ -36,11 +53,11 @@ class SepConv(nn.Sequential):
         pad = kernel // 2
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, pad, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, kernel, stride, pad),
             nn.Conv2d(c_in, c_mid, 1, bias=False),
             nn.BatchNorm2d(c_mid),
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_mid, c_mid, kernel, 1, pad, groups=c_mid, bias=False),
+            DepthwiseConv2d(c_mid, kernel, 1, pad),
             nn.Conv2d(c_mid, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out))
 
@@ -52,7 +69,7 @@ class DilConv(nn.Sequential):
         pad = dilation * (kernel - 1) // 2
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, pad, dilation=dilation, groups=c_in, bias=False),
+            DepthwiseConv2d(c_in, kernel, stride, pad, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out))
 
