@@ -172,3 +172,58 @@ def test_missing_or_non_numeric_column(synthetic_csv, tmp_path):
         load_table(path).column("lat")
     with pytest.raises(UserError, match="outside"):
         load_table(synthetic_csv, choices=[2, 4, 4, 4, 4])
+
+
+# --- adaptive queries ------------------------------------------------------------------------------
+
+def _regret(acc, cost, idx, budgets):
+    return float(np.mean([front(acc, cost, b) - acc[i] for i, b in zip(idx, budgets)]))
+
+
+def test_adaptive_queries_stay_within_budget_and_beat_random_queries(synthetic_csv):
+    from budgetnas.methods.nag.nag import table_oracle, train
+
+    torch.set_num_threads(1)
+    table = load_table(synthetic_csv)
+    acc, cost = table.column("acc"), table.column("latency_ms")
+    budgets = TRAIN_BUDGETS + UNSEEN_BUDGETS
+    initial = np.random.default_rng(0).choice(len(table), 40, replace=False)
+    settings = Settings(iterations=150, train_budgets=TRAIN_BUDGETS, predictor_epochs=40,
+                        predictor_hidden=128, evaluator_steps=150, evaluator_hidden=64, query_budget=100,
+                        query_rounds=2, query_grid=6, query_samples=80, seed=0)
+    model = NAGModel.fit(table.space, table.rows[initial], acc[initial], cost[initial], settings)
+    calls = {"asked": 0, "found": 0}
+    oracle = table_oracle(table, acc, cost)
+    missing = {tuple(int(v) for v in table.rows[i]) for i in range(0, len(table), 7)}
+
+    def partial(rows):  # a table that lacks every 7th row: those are not found and cost nothing
+        found, a, c = oracle(rows)
+        found &= np.array([tuple(int(v) for v in r) not in missing for r in rows])
+        calls["asked"] += len(rows)
+        calls["found"] += int(found.sum())
+        return found, a, c
+
+    log = train(model, partial)
+    assert [row["revealed"] for row in log if "query_round" in row][-1] == len(model.known)
+    assert len(model.known) == 40 + calls["found"] <= 100
+    assert calls["found"] >= 50  # the budget is spent (less what the partial table lacks)
+    assert not any(k in missing for k in list(model.known)[40:])  # queried rows were all found
+    picks = [table.index_of(model.select(b, seed=k, include_known=True)["row"]) for k, b in enumerate(budgets)]
+    assert all(cost[i] <= b for i, b in zip(picks, budgets))
+    adaptive = _regret(acc, cost, picks, budgets)
+    # The same number of random queries, over several draws, does worse.
+    rand = [_regret(acc, cost, random_search(table, acc, cost, budgets, queries=len(model.known), seed=s), budgets)
+            for s in range(5)]
+    assert adaptive < min(rand), (adaptive, rand)
+
+
+def test_unmeasured_accuracy_is_discounted(trained):
+    table, acc, cost, model = trained
+    saved = model.acc_discount
+    try:
+        model.acc_discount = 1000.0  # no prediction can beat a measurement
+        pick = model.select(UNSEEN_BUDGETS[0], seed=2, include_known=True)
+        assert pick["measured"] and tuple(pick["row"]) in model.known
+        assert pick["predicted_acc"] == model.known[tuple(pick["row"])][0]
+    finally:
+        model.acc_discount = saved

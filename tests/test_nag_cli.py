@@ -99,3 +99,89 @@ def test_arch_from_genotype_string_mbconv():
         arch_from_genotype_string("mbconv", "1-2")
     with pytest.raises(UserError):
         arch_from_genotype_string("mbconv", "{not json")
+
+
+QUERY = ["--iterations", "120", "--predictor-epochs", "10", "--evaluator-steps", "60", "--select-samples", "30",
+         "--checkpoint-every", "60", "--samples-per-step", "8", "--query-budget", "100", "--initial-rows", "40",
+         "--query-rounds", "2", "--query-grid", "4", "--query-samples", "40", "--device", "cpu", "--no-report"]
+
+
+def _query_run(cli, table_csv, out, *extra, env=None):
+    return cli("generate", "--table", table_csv, "--accuracy", "acc", "--cost", "latency_ms",
+               "--budgets", "7,10", "--out", out, *QUERY, *extra, env=env)
+
+
+@pytest.fixture(scope="module")
+def query_run(table_csv, tmp_path_factory):
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("query")
+    trace = root / "trace.txt"
+    result = _query_run(run_cli, table_csv, root / "full", env={"BUDGETNAS_TRACE": str(trace)})
+    assert result.returncode == 0, result.stderr
+    return root / "full", trace
+
+
+def test_generate_query_budget_reveals_at_most_the_budget_on_cpu(query_run):
+    out, _ = query_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_used"] == 100 and summary["query_budget"] == 100 and summary["device"] == "cpu"
+    assert json.loads((out / "run_info.json").read_text())["device"]["type"] == "cpu"
+    rounds = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["revealed"] for r in rounds if "query_round" in r] == [70, 100]
+    assert len(json.loads((out / "generator.json").read_text())["known"]) == 100
+
+
+def test_generate_query_budget_resumes_exactly(cli, table_csv, query_run, tmp_path):
+    full, trace = query_run
+    # Kill while writing the checkpoint taken just before the second query round (the 5th
+    # generator.safetensors: phase ends at 40, query 1, 60, phase end at 80, query 2, 120), so the
+    # resumed run redoes that query round from the files.
+    writes = [int(line.split()[1]) for line in trace.read_text().splitlines()
+              if line.startswith("write") and line.endswith("generator.safetensors")]
+    killed = _query_run(cli, table_csv, tmp_path / "part", env={"BUDGETNAS_KILL_AT_WRITE": str(writes[4])})
+    assert killed.returncode != 0
+    resumed = _query_run(cli, table_csv, tmp_path / "part", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("generator.safetensors", "generator.json", "picks.json"):
+        a = (full / name).read_bytes()
+        b = (tmp_path / "part" / name).read_bytes()
+        if name == "picks.json":  # timings differ
+            a, b = ([{k: v for k, v in p.items() if k != "generate_ms"} for p in json.loads(x)["picks"]]
+                    for x in (a, b))
+        assert a == b, name
+
+
+def test_generate_query_options_and_device_errors_exit_2(cli, table_csv, tmp_path):
+    import torch
+
+    base = ["generate", "--table", table_csv, "--accuracy", "acc", "--cost", "latency_ms", "--out", tmp_path / "x"]
+    cases = [(["--query-budget", "100", "--reveal", "50"], "--query-budget"),
+             (["--query-budget", "50", "--initial-rows", "60"], "--initial-rows")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device"))
+    for extra, field in cases:
+        result = cli(*base, *extra)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert field in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+
+
+def test_generate_help_documents_query_budget(cli):
+    result = cli("generate", "--help")
+    assert result.returncode == 0
+    for flag in ("--query-budget", "--initial-rows", "--query-rounds", "--device"):
+        assert flag in result.stdout
+
+
+@pytest.mark.parametrize("extra,shape", [(["--dataset", "digits"], (1, 8, 10)),
+                                         (["--dataset", "digits", "--image-size", "12"], (1, 12, 10))])
+def test_profile_sample_uses_the_dataset_input_shape(cli, tmp_path, extra, shape):
+    out = tmp_path / "lat.csv"
+    result = cli("profile", "--space", "mbconv", "--sample", "2", "--runs", "1", "--warmup", "0",
+                 "--threads", "1", "--out", out, *extra)
+    assert result.returncode == 0, result.stderr
+    config = json.loads(out.with_suffix(".json").read_text())["config"]
+    assert (config["in_channels"], config["input_size"], config["num_classes"]) == shape
+    table = load_table(out, space="mbconv", dataset_shape=shape)
+    assert len(table) == 2 and (table.column("macs") > 0).all()

@@ -3,6 +3,10 @@
     budgetnas profile ARCH.json [--latency] [--device cpu] [--json]
     budgetnas profile --space nb201 --genotype '|nor_conv_3x3~0|+|...|' [--dataset cifar10]
     budgetnas profile --space mbconv --sample 200 --out table.csv [--backend onnxruntime]
+        [--dataset digits | --image-size 64]
+
+With --space, the input shape and classes come from --dataset (channels, image size, classes) and
+--image-size overrides the image size.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--genotype", help="genotype string of --space (e.g. an NB201 arch string)")
     parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASET_SHAPES),
                         help="input shape and classes for --space (default cifar10)")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="input image size for --space (default: the dataset's)")
     parser.add_argument("--sample", type=int, help="measure N sampled architectures of --space")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
                         help="latency runtime for --sample")
@@ -70,9 +76,20 @@ def _resolve_arch(args: argparse.Namespace):
                         fix="give ARCH.json, or --space NAME --genotype STRING")
     from ..methods.nag.latency_table import arch_from_genotype_string
 
-    channels, size, classes = DATASET_SHAPES[args.dataset]
+    channels, size, classes = _input_shape(args)
     return arch_from_genotype_string(args.space, args.genotype, in_channels=channels,
-                                     input_size=size, num_classes=classes or 10)
+                                     input_size=size, num_classes=classes)
+
+
+def _input_shape(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(channels, image size, classes) for --space from --dataset and --image-size."""
+    channels, size, classes = DATASET_SHAPES[args.dataset]
+    if args.image_size is not None:
+        if args.image_size < 4:
+            raise UserError(f"image size {args.image_size} is too small", where="--image-size",
+                            fix="give at least 4 (pixels)")
+        size = args.image_size
+    return channels, size, classes or 10
 
 
 def _sample(args: argparse.Namespace, device: str) -> int:
@@ -83,8 +100,11 @@ def _sample(args: argparse.Namespace, device: str) -> int:
         raise UserError("must be >= 1", where="--sample")
     from ..methods.nag.latency_table import collect_latency_table
 
+    channels, size, classes = _input_shape(args)
     path = collect_latency_table(args.space, args.sample, backend=args.backend, device=device,
                                  batch_size=args.batch_size, warmup=args.warmup, runs=args.runs,
-                                 threads=args.threads, seed=args.seed, out_path=args.out)
+                                 threads=args.threads, seed=args.seed, out_path=args.out,
+                                 in_channels=channels, input_size=size, num_classes=classes)
+    print(f"input {channels}x{size}x{size}, {classes} classes")
     print(f"wrote {path}")
     return 0

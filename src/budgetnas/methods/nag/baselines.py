@@ -9,6 +9,10 @@
   TuNAS:   A - 0.07 * |L / B - 1| * 100 (accuracy in percent; absolute-value reward).
 Picks are the best *feasible* queried architecture under each method's own ranking (the measured
 cost is known for every queried row); with none feasible, the cheapest queried one.
+
+A query reveals one distinct row: asking again for a row already revealed is free (a cache), so
+every method spends exactly its number of queries on distinct rows. Each function also returns
+how many rows it revealed (`return_queries=True`).
 """
 from __future__ import annotations
 
@@ -46,27 +50,31 @@ def _pick(idx: list[int], acc: np.ndarray, cost: np.ndarray, budget: float,
 
 
 def random_search(table: Table, acc: np.ndarray, cost: np.ndarray, budgets: list[float], *,
-                  queries: int, seed: int) -> list[int]:
+                  queries: int, seed: int, return_queries: bool = False):
     rng = np.random.default_rng(seed)
     idx = list(rng.choice(len(table), size=min(queries, len(table)), replace=False))
-    return [_pick(idx, acc, cost, b) for b in budgets]
+    picks = [_pick(idx, acc, cost, b) for b in budgets]
+    return (picks, len(set(idx))) if return_queries else picks
 
 
 def evolve(table: Table, acc: np.ndarray, cost: np.ndarray, budget: float, *, queries: int, seed: int,
-           fitness: Fitness = constrained, population: int = 50, tournament: int = 10) -> int:
-    """Regularized evolution for one budget; returns the picked row."""
+           fitness: Fitness = constrained, population: int = 50, tournament: int = 10,
+           return_queries: bool = False):
+    """Regularized evolution for one budget; returns the picked row (and the distinct rows revealed)."""
     rng = np.random.default_rng(seed)
     space = table.space
-    queried: list[int] = []
+    queried: dict[int, None] = {}  # distinct revealed rows, in order
     pop: deque[int] = deque()
 
     def query(row: np.ndarray) -> int | None:
         i = table.index_of(space.canonical(row))
         if i is not None:
-            queried.append(i)
+            queried.setdefault(i, None)
         return i
 
-    while len(pop) < min(population, queries) and len(queried) < queries:
+    draws = 0
+    while len(pop) < min(population, queries) and len(queried) < queries and draws < 50 * queries:
+        draws += 1
         i = query(space.sample_batch(rng, 1)[0])
         if i is not None:
             pop.append(i)
@@ -86,12 +94,16 @@ def evolve(table: Table, acc: np.ndarray, cost: np.ndarray, budget: float, *, qu
             continue
         pop.append(i)
         pop.popleft()
-    return _pick(queried, acc, cost, budget, lambda i: fitness(acc[i], cost[i], budget))
+    pick = _pick(list(queried), acc, cost, budget, lambda i: fitness(acc[i], cost[i], budget))
+    return (pick, len(queried)) if return_queries else pick
 
 
 def per_budget(method: str, table: Table, acc: np.ndarray, cost: np.ndarray, budgets: list[float], *,
-               queries: int, seed: int) -> list[int]:
-    """`queries` table queries in total, split evenly over the budgets."""
+               queries: int, seed: int, return_queries: bool = False):
+    """`queries` table queries in total, split evenly over the budgets (each budget's search is
+    independent, so the total is the sum of theirs)."""
     each = max(1, queries // len(budgets))
-    return [evolve(table, acc, cost, b, queries=each, seed=seed + 7919 * k, fitness=FITNESS[method])
-            for k, b in enumerate(budgets)]
+    runs = [evolve(table, acc, cost, b, queries=each, seed=seed + 7919 * k, fitness=FITNESS[method],
+                   return_queries=True) for k, b in enumerate(budgets)]
+    picks = [p for p, _ in runs]
+    return (picks, sum(n for _, n in runs)) if return_queries else picks

@@ -68,7 +68,7 @@ class Generator(nn.Module):
         """Sample (or score given `actions`) for budgets b (N,): -> (actions (N, D), log-probs
         (N, D), entropies (N, D))."""
         n = len(b)
-        x = torch.tanh(self.budget_in(b[:, None]))
+        x = torch.tanh(self.budget_in(b[:, None].to(self.budget_in.weight.dtype)))
         h = torch.zeros(n, self.hidden, device=b.device)
         c = torch.zeros(n, self.hidden, device=b.device)
         acts, logps, ents = [], [], []
@@ -93,20 +93,20 @@ class Generator(nn.Module):
 
 def fit_regressor(x: np.ndarray, y: np.ndarray, *, seed: int, epochs: int = 200, batch_size: int = 256,
                   lr: float = 0.2, momentum: float = 0.9, weight_decay: float = 3e-5,
-                  hidden: int = 512) -> tuple[MLP, float, float]:
+                  hidden: int = 512, device: str | torch.device = "cpu") -> tuple[MLP, float, float]:
     """MLP regressor (MSE, SGD-Nesterov, cosine) on standardized targets: -> (model, mean, std)."""
     torch.manual_seed(seed)
     mean, std = float(y.mean()), float(y.std() + 1e-12)
-    xt = torch.as_tensor(x, dtype=torch.float32)
-    yt = torch.as_tensor((y - mean) / std, dtype=torch.float32)
-    model = MLP(x.shape[1], hidden)
+    xt = torch.as_tensor(x, dtype=torch.float32, device=device)
+    yt = torch.as_tensor((y - mean) / std, dtype=torch.float32, device=device)
+    model = MLP(x.shape[1], hidden).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
                           weight_decay=weight_decay)
     steps_per_epoch = max(1, math.ceil(len(x) / batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
+        perm = torch.randperm(len(x), generator=gen).to(device)
         for k in range(steps_per_epoch):
             idx = perm[k * batch_size:(k + 1) * batch_size]
             loss = F.mse_loss(model(xt[idx]), yt[idx])
@@ -134,23 +134,23 @@ def pair_labels(acc: torch.Tensor, cost: torch.Tensor, budget: float) -> torch.T
 
 def fit_evaluator(enc: np.ndarray, acc: np.ndarray, cost: np.ndarray, *, normalize, seed: int,
                   steps: int = 1500, batch_size: int = 128, lr: float = 1e-3, hidden: int = 256,
-                  budget_sampler) -> Evaluator:
+                  budget_sampler, device: str | torch.device = "cpu") -> Evaluator:
     """Pairwise logistic ranking loss over all pairs of a batch, one budget per batch.
 
     normalize: budget (cost units) -> b in [0, 1]; budget_sampler(rng) -> a budget (cost units)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Evaluator(enc.shape[1], hidden)
+    model = Evaluator(enc.shape[1], hidden).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-5)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    enc_t = torch.as_tensor(enc, dtype=torch.float32)
-    acc_t = torch.as_tensor(acc, dtype=torch.float32)
-    cost_t = torch.as_tensor(cost, dtype=torch.float32)
+    enc_t = torch.as_tensor(enc, dtype=torch.float32, device=device)
+    acc_t = torch.as_tensor(acc, dtype=torch.float32, device=device)
+    cost_t = torch.as_tensor(cost, dtype=torch.float32, device=device)
     for _ in range(steps):
         budget = budget_sampler(rng)
-        idx = torch.as_tensor(rng.choice(len(enc), size=min(batch_size, len(enc)), replace=False))
+        idx = torch.as_tensor(rng.choice(len(enc), size=min(batch_size, len(enc)), replace=False), device=device)
         y = pair_labels(acc_t[idx], cost_t[idx], budget)
-        r = model(enc_t[idx], torch.tensor(normalize(budget), dtype=torch.float32))
+        r = model(enc_t[idx], torch.tensor(normalize(budget), dtype=torch.float32, device=device))
         diff = r[:, None] - r[None, :]
         mask = y != 0
         loss = F.softplus(-y[mask] * diff[mask]).mean()
@@ -169,5 +169,5 @@ def concordance(scores: np.ndarray, acc: np.ndarray, cost: np.ndarray, budget: f
     return float((s[mask] == y[mask]).mean())
 
 
-def encode(space: DecisionSpace, rows: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(space.encode_batch(rows), dtype=torch.float32)
+def encode(space: DecisionSpace, rows: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    return torch.as_tensor(space.encode_batch(rows), dtype=torch.float32, device=device)

@@ -4,9 +4,22 @@ REINFORCE, and pick an architecture for any budget.
     model = NAGModel.fit(space, rows, acc, cost, settings)     # predictors + evaluator
     for it in range(settings.iterations): model.train_step(it) # generator (resumable per step)
     model.select(budget)                                       # -> dict with the pick
+
+With a query budget (`Settings.query_budget`) the rows are revealed adaptively instead of all at
+random: `fit` sees the first `initial_rows` (random), then `train` alternates generator training
+with query rounds. Each round asks the generator for architectures across the budget range, sends
+the best predicted ones not yet revealed to the oracle (a table lookup: one query = one revealed
+row) and refits predictors and evaluator on everything revealed so far; the generator keeps
+training from where it was. The number of revealed rows never exceeds the query budget.
+
+Selection ranks a revealed architecture by its measured accuracy and an unrevealed one by the
+predicted accuracy minus the predictor's held-out error (`acc_discount`), and requires its
+predicted cost to be within the budget by the held-out cost margin, so an architecture whose
+accuracy is merely over-predicted rarely beats a measured one.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -31,10 +44,11 @@ class Settings:
     iterations: int = 3000          # REINFORCE steps
     samples_per_step: int = 32      # architectures per step (one budget per step)
     lr: float = 3e-4                # Adam
-    entropy_coef: float = 0.02
+    entropy_coef: float = 0.05
     reward_scale: float = 1.0
-    baseline: str = "batch"         # "batch": standardize rewards within the step's batch;
-                                    # "moving": per-budget moving average; "none": the original
+    baseline: str = "moving"        # "moving": per-budget moving average (keeps the policy diverse);
+                                    # "batch": standardize rewards within the step's batch;
+                                    # "none": the original
     mask_inactive: bool = True      # no log-prob / entropy for slots beyond the chosen depth
     hidden: int = 64                # LSTM width
     train_budgets: list[float] | None = None  # discrete training budgets; None = uniform in range
@@ -45,7 +59,18 @@ class Settings:
     evaluator_hidden: int = 256
     select_samples: int = 200       # k architectures sampled per budget at selection
     cost_margin: float | None = None  # log-cost safety margin; None = 90% quantile of held-out error
+    acc_discount: float | None = None  # subtracted from predicted (unmeasured) accuracy at selection;
+                                       # None = 90% quantile of the predictor's held-out error
+    query_budget: int | None = None  # rows revealed in total (adaptive); None = learn from the given rows
+    query_rounds: int = 3           # query rounds after the initial rows
+    query_grid: int = 20            # budgets per round (stratified over the range)
+    query_samples: int = 300        # architectures sampled per budget when proposing queries
     seed: int = 0
+
+    def phase_ends(self) -> list[int]:
+        """Iteration at which each training phase ends (a query round follows every one but the last)."""
+        phases = 1 + (self.query_rounds if self.query_budget else 0)
+        return [round(self.iterations * (p + 1) / phases) for p in range(phases)]
 
 
 @dataclass
@@ -76,17 +101,20 @@ class NAGModel:
     exact_cost: Callable[[np.ndarray], np.ndarray] | None = None
     meta: dict = field(default_factory=dict)
     log: list[dict] = field(default_factory=list)
+    acc_discount: float = 0.0                        # accuracy units, for unmeasured architectures
+    device: str = "cpu"
 
     # --- construction ------------------------------------------------------------------------
 
     @staticmethod
     def fit(space: DecisionSpace, rows: np.ndarray, acc: np.ndarray, cost: np.ndarray,
-            settings: Settings, *, exact_cost=None, meta: dict | None = None) -> "NAGModel":
+            settings: Settings, *, exact_cost=None, meta: dict | None = None,
+            device: str | torch.device = "cpu") -> "NAGModel":
         rows = np.asarray(rows)
         if len(rows) < 10:
             raise UserError(f"only {len(rows)} table rows to learn from", where="table",
                             fix="give at least 10 rows (hundreds for useful predictors)")
-        if (cost <= 0).any():
+        if (np.asarray(cost) <= 0).any():
             raise UserError("cost values must be positive", where="--cost")
         s = settings
         lo, hi = s.budget_range or (float(np.quantile(cost, 0.05)), float(np.quantile(cost, 0.95)))
@@ -95,55 +123,76 @@ class NAGModel:
         if not 0 < lo < hi:
             raise UserError(f"budget range {lo}..{hi} is empty", where="budgets",
                             fix="give a wider budget range or a table with varied costs")
-        norm = Normalizer(lo, hi)
-        enc = space.encode_batch(rows)
-        acc_model, am, asd = fit_regressor(enc, acc, seed=s.seed, epochs=s.predictor_epochs,
-                                           hidden=s.predictor_hidden)
-        margin = 0.0 if exact_cost is not None else s.cost_margin
-        log_cost = np.log(cost)
-        if margin is None:
-            margin = _held_out_margin(enc, log_cost, s)
-        cost_model, cm, csd = fit_regressor(enc, log_cost, seed=s.seed + 1, epochs=s.predictor_epochs,
-                                            hidden=s.predictor_hidden)
-        evaluator = fit_evaluator(enc, acc, cost, normalize=norm, seed=s.seed + 2, steps=s.evaluator_steps,
-                                  hidden=s.evaluator_hidden, budget_sampler=_budget_sampler(s, norm))
-        model = NAGModel._with_generator(space, s, norm, acc_model, (am, asd), cost_model, (cm, csd),
-                                         float(margin), evaluator, meta or {})
-        model.known = {tuple(int(v) for v in r): (float(a), float(c)) for r, a, c in zip(rows, acc, cost)}
+        device = str(device)
+        dummy = MLP(space.encoding_size, 1)
+        model = NAGModel._with_generator(space, s, Normalizer(lo, hi), dummy, (0.0, 1.0), dummy, (0.0, 1.0),
+                                         0.0, Evaluator(space.encoding_size, 1), meta or {}, device=device)
         model.exact_cost = exact_cost
-        model.reward_std = _score_spread(evaluator, enc, norm, s)
+        model.known = {tuple(int(v) for v in r): (float(a), float(c)) for r, a, c in zip(rows, acc, cost)}
+        model.refit()
         return model
+
+    def refit(self) -> None:
+        """(Re)fit predictors, held-out margins and the evaluator on every revealed row; the
+        generator and its optimizer are kept."""
+        s, dev = self.settings, self.device
+        rows = np.array(list(self.known), dtype=np.int64)
+        acc = np.array([v[0] for v in self.known.values()])
+        cost = np.array([v[1] for v in self.known.values()])
+        enc = self.space.encode_batch(rows)
+        log_cost = np.log(cost)
+        margin, discount = _held_out_errors(enc, acc, log_cost, s, dev)
+        if self.exact_cost is not None:
+            margin = 0.0
+        elif s.cost_margin is not None:
+            margin = s.cost_margin
+        self.margin = float(margin)
+        self.acc_discount = float(discount if s.acc_discount is None else s.acc_discount)
+        self.acc_model, am, asd = fit_regressor(enc, acc, seed=s.seed, epochs=s.predictor_epochs,
+                                                hidden=s.predictor_hidden, device=dev)
+        self.acc_stats = (am, asd)
+        self.cost_model, cm, csd = fit_regressor(enc, log_cost, seed=s.seed + 1, epochs=s.predictor_epochs,
+                                                 hidden=s.predictor_hidden, device=dev)
+        self.cost_stats = (cm, csd)
+        self.evaluator = fit_evaluator(enc, acc, cost, normalize=self.norm, seed=s.seed + 2,
+                                       steps=s.evaluator_steps, hidden=s.evaluator_hidden,
+                                       budget_sampler=_budget_sampler(s, self.norm), device=dev)
+        self.reward_std = _score_spread(self.evaluator, enc, self.norm, s, dev)
+        self.baseline = [0.0] * 20  # the reward scale changed: start the moving averages afresh
 
     @staticmethod
     def _with_generator(space, s, norm, acc_model, acc_stats, cost_model, cost_stats, margin, evaluator,
-                        meta) -> "NAGModel":
+                        meta, *, device: str = "cpu") -> "NAGModel":
         torch.manual_seed(s.seed + 3)
-        gen = Generator(space.sizes, s.hidden)
+        gen = Generator(space.sizes, s.hidden).to(device)
         opt = torch.optim.Adam(gen.parameters(), lr=s.lr)
         return NAGModel(space, s, norm, acc_model, acc_stats, cost_model, cost_stats, margin, evaluator,
-                        gen, opt, baseline=[0.0] * 20, meta=meta)
+                        gen, opt, baseline=[0.0] * 20, meta=meta, device=str(device))
 
     # --- generator training -----------------------------------------------------------------
 
     def sample_budget(self, rng: np.random.Generator) -> float:
         return _budget_sampler(self.settings, self.norm)(rng)
 
+    def _torch_generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed))
+
     def train_step(self, iteration: int) -> dict:
         """One REINFORCE step; randomness derived from (seed, iteration) so resume is exact."""
-        s = self.settings
+        s, dev = self.settings, self.device
         rng = np.random.default_rng([s.seed, iteration])
-        tgen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        tgen = self._torch_generator(int(rng.integers(2**62)))
         budget = self.sample_budget(rng)
         b = self.norm(budget)
         self.generator.train()
-        acts, logp, ent = self.generator(torch.full((s.samples_per_step,), b), generator=tgen)
-        rows = acts.numpy()
-        active = torch.as_tensor(self.space.active_batch(rows), dtype=torch.float32)
+        acts, logp, ent = self.generator(torch.full((s.samples_per_step,), b, device=dev), generator=tgen)
+        rows = acts.cpu().numpy()
+        active = torch.as_tensor(self.space.active_batch(rows), dtype=torch.float32, device=dev)
         if s.mask_inactive:
             logp, ent = logp * active, ent * active
-        rows = np.where(active.numpy() > 0, rows, 0)
+        rows = np.where(active.cpu().numpy() > 0, rows, 0)
         with torch.no_grad():
-            reward = self.evaluator(encode(self.space, rows), torch.tensor(b, dtype=torch.float32))
+            reward = self.evaluator(encode(self.space, rows, dev), torch.tensor(b, dtype=torch.float32, device=dev))
         reward = reward / self.reward_std
         advantage = reward
         bin_ = min(9, max(0, int(b * 10)))
@@ -163,64 +212,117 @@ class NAGModel:
         return {"iteration": iteration + 1, "budget": budget, "reward": float(reward.mean()),
                 "loss": float(loss.detach()), "entropy": float(ent.detach().sum(1).mean())}
 
+    # --- adaptive queries --------------------------------------------------------------------
+
+    def propose(self, n: int, *, seed: int = 0) -> np.ndarray:
+        """Up to n architectures, not yet revealed, to query next: for budgets stratified over the
+        training range, the generator's samples ranked by predicted accuracy among those predicted
+        within the budget (then the cheapest of the rest), taken round-robin over the budgets. When
+        the policy is too narrow to fill the quota, it is sampled again at a higher temperature."""
+        s = self.settings
+        if n <= 0:
+            return np.zeros((0, len(self.space)), dtype=np.int64)
+        rng = np.random.default_rng([s.seed, 7919, seed])
+        lo, hi = math.log(self.norm.lo), math.log(self.norm.hi)
+        g = max(1, s.query_grid)
+        chosen: dict[tuple[int, ...], None] = {}
+        for temperature in (1.0, 1.5, 2.5, 4.0):
+            grid = np.exp(lo + (hi - lo) * (np.arange(g) + rng.uniform(size=g)) / g)
+            queues = []
+            for budget in grid:
+                rows = self.sample(float(budget), s.query_samples, seed=int(rng.integers(2**31)),
+                                   temperature=temperature)
+                acc, cost, known, _ = self.predict(rows)
+                fresh = ~known & np.array([tuple(int(v) for v in r) not in chosen for r in rows], dtype=bool)
+                fits = cost <= budget
+                order = [i for i in np.argsort(-acc, kind="stable") if fresh[i] and fits[i]] + \
+                    [i for i in np.argsort(cost, kind="stable") if fresh[i] and not fits[i]]
+                queues.append([tuple(int(v) for v in rows[i]) for i in order])
+            depth = 0
+            while len(chosen) < n and any(depth < len(q) for q in queues):
+                for q in queues:
+                    if depth < len(q) and len(chosen) < n:
+                        chosen.setdefault(q[depth], None)
+                depth += 1
+            if len(chosen) >= n:
+                break
+        return np.array(list(chosen), dtype=np.int64).reshape(-1, len(self.space))
+
+    def reveal(self, rows: np.ndarray, acc: np.ndarray, cost: np.ndarray) -> None:
+        for r, a, c in zip(rows, acc, cost):
+            self.known[tuple(int(v) for v in r)] = (float(a), float(c))
+
     # --- predictions and selection -----------------------------------------------------------
 
-    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(accuracy, cost, is_exact_cost): measured values for rows of the table, else predictions;
-        the cost is exact where the cost model computes it."""
+    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(accuracy, cost, measured, cost_exact): measured values for revealed rows, else
+        predictions; cost_exact where the cost is measured or computed by the cost model."""
         rows = np.asarray(rows)
         with torch.no_grad():
-            enc = encode(self.space, rows)
-            acc = self.acc_model(enc).numpy() * self.acc_stats[1] + self.acc_stats[0]
-            cost = np.exp(self.cost_model(enc).numpy() * self.cost_stats[1] + self.cost_stats[0])
-        exact = np.zeros(len(rows), dtype=bool)
+            enc = encode(self.space, rows, self.device)
+            acc = self.acc_model(enc).cpu().numpy() * self.acc_stats[1] + self.acc_stats[0]
+            cost = np.exp(self.cost_model(enc).cpu().numpy() * self.cost_stats[1] + self.cost_stats[0])
+        acc, cost = acc.astype(np.float64), cost.astype(np.float64)
+        measured = np.zeros(len(rows), dtype=bool)
         for i, r in enumerate(rows):
             hit = self.known.get(tuple(int(v) for v in r))
             if hit is not None:
-                acc[i], cost[i], exact[i] = hit[0], hit[1], True
-        if self.exact_cost is not None:
-            cost = self.exact_cost(rows)
-            exact[:] = True
-        return acc.astype(np.float64), cost.astype(np.float64), exact
+                acc[i], cost[i], measured[i] = hit[0], hit[1], True
+        cost_exact = measured.copy()
+        if self.exact_cost is not None and len(rows):
+            cost = np.asarray(self.exact_cost(rows), dtype=np.float64)
+            cost_exact[:] = True
+        return acc, cost, measured, cost_exact
 
-    def sample(self, budget: float, k: int, *, seed: int = 0) -> np.ndarray:
-        """k architectures (canonical, distinct) from pi(. | budget)."""
-        tgen = torch.Generator().manual_seed(seed)
+    def sample(self, budget: float, k: int, *, seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+        """k architectures (canonical, distinct) from pi(. | budget) (plus the greedy one)."""
+        tgen = self._torch_generator(seed)
         self.generator.eval()
+        b = self.norm(budget)
         with torch.no_grad():
-            acts, _, _ = self.generator(torch.full((k,), self.norm(budget)), generator=tgen)
-            greedy, _, _ = self.generator(torch.full((1,), self.norm(budget)), greedy=True)
-        rows = np.concatenate([greedy.numpy(), acts.numpy()])
+            acts, _, _ = self.generator(torch.full((k,), b, device=self.device), generator=tgen,
+                                        temperature=temperature)
+            greedy, _, _ = self.generator(torch.full((1,), b, device=self.device), greedy=True)
+        rows = np.concatenate([greedy.cpu().numpy(), acts.cpu().numpy()])
         rows = np.where(self.space.active_batch(rows), rows, 0)
         return np.unique(rows, axis=0)
 
     def select(self, budget: float, *, k: int | None = None, seed: int = 0,
-               extra: np.ndarray | None = None) -> dict:
-        """Sample k per budget, keep the best predicted accuracy with predicted cost < budget."""
+               extra: np.ndarray | None = None, include_known: bool = False) -> dict:
+        """Sample k per budget (plus `extra` rows and, with include_known, every revealed row);
+        keep the best accuracy (measured, or predicted minus acc_discount) with cost within the
+        budget (measured or exact, or predicted with the held-out margin)."""
         k = k or self.settings.select_samples
         rows = self.sample(budget, k, seed=seed)
+        pools = [rows]
         if extra is not None and len(extra):
-            rows = np.unique(np.concatenate([rows, np.asarray(extra)]), axis=0)
-        acc, cost, exact = self.predict(rows)
-        limit = np.where(exact, budget, budget * math.exp(-self.margin))
-        feasible = cost <= limit
+            pools.append(np.asarray(extra, dtype=np.int64))
+        if include_known and self.known:
+            pools.append(np.array(list(self.known), dtype=np.int64))
+        rows = np.unique(np.concatenate(pools), axis=0) if len(pools) > 1 else rows
+
+        def judge(rows):
+            acc, cost, measured, cost_exact = self.predict(rows)
+            score = np.where(measured, acc, acc - self.acc_discount)
+            limit = np.where(cost_exact, budget, budget * math.exp(-self.margin))
+            return acc, cost, measured, score, cost <= limit
+
+        acc, cost, measured, score, feasible = judge(rows)
         condition = budget
         for attempt in range(6):
             if feasible.any():
                 break
-            # Nothing generated fits: ask the generator for a smaller budget (a budget below the
-            # trained range is extrapolated), keeping what was sampled so far.
+            # Nothing fits: ask the generator for a smaller budget (a budget below the trained
+            # range is extrapolated), keeping what was sampled so far.
             condition *= 0.85
             more = self.sample(condition, k, seed=seed + 1 + attempt)
             rows = np.unique(np.concatenate([rows, more]), axis=0)
-            acc, cost, exact = self.predict(rows)
-            limit = np.where(exact, budget, budget * math.exp(-self.margin))
-            feasible = cost <= limit
-        i = int(np.argmax(np.where(feasible, acc, -np.inf))) if feasible.any() else int(np.argmin(cost))
+            acc, cost, measured, score, feasible = judge(rows)
+        i = int(np.argmax(np.where(feasible, score, -np.inf))) if feasible.any() else int(np.argmin(cost))
         return {"budget": float(budget), "row": [int(v) for v in rows[i]],
                 "genotype": self.space.to_genotype(rows[i]), "predicted_acc": float(acc[i]),
                 "predicted_cost": float(cost[i]), "predicted_feasible": bool(feasible[i]),
-                "candidates": int(len(rows))}
+                "measured": bool(measured[i]), "candidates": int(len(rows))}
 
     # --- files -----------------------------------------------------------------------------------
 
@@ -236,6 +338,7 @@ class NAGModel:
                 "space_name": self.space.name, "settings": asdict(self.settings),
                 "budget_range": [self.norm.lo, self.norm.hi], "acc_stats": list(self.acc_stats),
                 "cost_stats": list(self.cost_stats), "margin": self.margin, "reward_std": self.reward_std,
+                "acc_discount": self.acc_discount,
                 "known": [[list(k), v[0], v[1]] for k, v in self.known.items()], **self.meta}
 
     def save(self, path: str | Path) -> Path:
@@ -246,22 +349,26 @@ class NAGModel:
         return path.with_suffix(".json")
 
     @staticmethod
-    def load(path: str | Path, space: DecisionSpace | None = None) -> "NAGModel":
+    def load(path: str | Path, space: DecisionSpace | None = None, *,
+             device: str | torch.device = "cpu") -> "NAGModel":
         path = Path(path)
         meta = read_json(path.with_suffix(".json"), what="generator file")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise UserError("not a generator written by budgetnas generate", where=str(path),
                             fix="give the generator.json of a generate run")
         tensors = load_safetensors(path.with_suffix(".safetensors"))
+        fields = {f.name for f in dataclasses.fields(Settings)}
         settings = Settings(**{k: (tuple(v) if k == "budget_range" and v else v)
-                               for k, v in meta["settings"].items()})
+                               for k, v in meta["settings"].items() if k in fields})
         space = space or DecisionSpace.from_description(meta["decisions"], name=meta.get("space_name", "table"))
         n_in = space.encoding_size
-        acc_model, cost_model = MLP(n_in, settings.predictor_hidden), MLP(n_in, settings.predictor_hidden)
-        evaluator = Evaluator(n_in, settings.evaluator_hidden)
+        device = str(device)
+        acc_model = MLP(n_in, settings.predictor_hidden).to(device)
+        cost_model = MLP(n_in, settings.predictor_hidden).to(device)
+        evaluator = Evaluator(n_in, settings.evaluator_hidden).to(device)
         model = NAGModel._with_generator(space, settings, Normalizer(*meta["budget_range"]), acc_model,
                                          tuple(meta["acc_stats"]), cost_model, tuple(meta["cost_stats"]),
-                                         meta["margin"], evaluator, {})
+                                         meta["margin"], evaluator, {}, device=device)
         try:
             for prefix, module in (("generator", model.generator), ("evaluator", evaluator),
                                    ("acc_model", acc_model), ("cost_model", cost_model)):
@@ -272,12 +379,70 @@ class NAGModel:
                             where=str(path.with_suffix(".safetensors"))) from None
         model.known = {tuple(k): (a, c) for k, a, c in meta.get("known", [])}
         model.reward_std = float(meta.get("reward_std", 1.0))
+        model.acc_discount = float(meta.get("acc_discount", 0.0))
         model.meta = {k: v for k, v in meta.items() if k not in (
             "format", "version", "decisions", "settings", "budget_range", "acc_stats", "cost_stats",
-            "margin", "known", "space_name", "reward_std")}
+            "margin", "known", "space_name", "reward_std", "acc_discount")}
         for m in (acc_model, cost_model, evaluator):
             m.eval()
         return model
+
+
+Oracle = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray, np.ndarray]"]
+
+
+def train(model: NAGModel, oracle: Oracle | None = None, *, iteration: int = 0, phase: int = 0,
+          log: list[dict] | None = None, on_step: Callable[[int], None] | None = None,
+          on_phase_end: Callable[[int, int], None] | None = None,
+          on_query: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Train the generator from (iteration, phase) to the end, with a query round after every
+    phase but the last when the settings have a query budget.
+
+    oracle(rows) -> (found, acc, cost): reveals rows (found=False where the source lacks one; those
+    cost no query). on_step(iteration), on_phase_end(iteration, phase) and on_query(iteration,
+    next_phase) let the caller checkpoint. Returns the log (one row per 50 iterations)."""
+    s = model.settings
+    log = [] if log is None else log
+    ends = s.phase_ends()
+    if s.query_budget and oracle is None:
+        raise ValueError("a query budget needs an oracle")
+    while True:
+        for it in range(iteration, ends[phase]):
+            row = model.train_step(it)
+            if (it + 1) % 50 == 0:
+                log.append(row)
+            iteration = it + 1
+            if on_step:
+                on_step(iteration)
+        if on_phase_end:
+            on_phase_end(iteration, phase)
+        if phase == len(ends) - 1:
+            return log
+        rounds_left = len(ends) - 1 - phase
+        quota = math.ceil(max(0, s.query_budget - len(model.known)) / rounds_left)
+        rows = model.propose(quota, seed=phase)
+        if len(rows):
+            found, acc, cost = oracle(rows)
+            found = np.asarray(found, dtype=bool)
+            model.reveal(rows[found], np.asarray(acc)[found], np.asarray(cost)[found])
+        if len(model.known) > s.query_budget:  # pragma: no cover - guarded by the quota
+            raise AssertionError("query budget exceeded")
+        model.refit()
+        log.append({"iteration": iteration, "query_round": phase + 1, "revealed": len(model.known),
+                    "acc_discount": model.acc_discount, "margin": model.margin})
+        phase += 1
+        if on_query:
+            on_query(iteration, phase)
+
+
+def table_oracle(table, acc: np.ndarray, cost: np.ndarray) -> Oracle:
+    """An oracle that reveals rows of a table (rows it lacks are not found)."""
+    def oracle(rows: np.ndarray):
+        idx = [table.index_of(r) for r in rows]
+        found = np.array([i is not None for i in idx], dtype=bool)
+        safe = np.array([i if i is not None else 0 for i in idx], dtype=np.int64)
+        return found, acc[safe], cost[safe]
+    return oracle
 
 
 def _budget_sampler(s: Settings, norm: Normalizer):
@@ -288,29 +453,38 @@ def _budget_sampler(s: Settings, norm: Normalizer):
     return lambda rng: float(math.exp(rng.uniform(lo, hi)))
 
 
-def _score_spread(evaluator: Evaluator, enc: np.ndarray, norm: Normalizer, s: Settings) -> float:
+def _score_spread(evaluator: Evaluator, enc: np.ndarray, norm: Normalizer, s: Settings,
+                  device: str = "cpu") -> float:
     """Mean over budgets of the evaluator's score std on the rows: rewards are divided by it so
     the policy gradient has the same scale whatever the evaluator's output range."""
     sampler, rng = _budget_sampler(s, norm), np.random.default_rng(s.seed + 5)
-    x = torch.as_tensor(enc[:2000])
+    x = torch.as_tensor(enc[:2000], device=device)
     with torch.no_grad():
-        stds = [float(evaluator(x, torch.tensor(norm(sampler(rng)), dtype=torch.float32)).std())
+        stds = [float(evaluator(x, torch.tensor(norm(sampler(rng)), dtype=torch.float32, device=device)).std())
                 for _ in range(8)]
     return max(float(np.mean(stds)), 1e-6)
 
 
-def _held_out_margin(enc: np.ndarray, log_cost: np.ndarray, s: Settings) -> float:
-    """90% quantile of the cost predictor's log error on a held-out 10% (0 for few rows)."""
+def _held_out_errors(enc: np.ndarray, acc: np.ndarray, log_cost: np.ndarray, s: Settings,
+                     device: str = "cpu") -> tuple[float, float]:
+    """90% quantiles of the cost predictor's log error and of the accuracy predictor's error (on
+    the upper half by predicted accuracy) on a held-out 10% of the rows (0 for few rows)."""
     n = len(enc)
     if n < 50:
-        return 0.0
+        return 0.0, 0.0
     perm = np.random.default_rng(s.seed).permutation(n)
     hold, fit = perm[: n // 10], perm[n // 10:]
-    model, m, sd = fit_regressor(enc[fit], log_cost[fit], seed=s.seed + 7, epochs=s.predictor_epochs,
-                                 hidden=s.predictor_hidden)
-    with torch.no_grad():
-        pred = model(torch.as_tensor(enc[hold])).numpy() * sd + m
-    return float(np.quantile(np.abs(pred - log_cost[hold]), 0.9))
+    errors = []
+    for target, seed in ((log_cost, s.seed + 7), (acc, s.seed + 8)):
+        model, m, sd = fit_regressor(enc[fit], target[fit], seed=seed, epochs=s.predictor_epochs,
+                                     hidden=s.predictor_hidden, device=device)
+        with torch.no_grad():
+            pred = model(torch.as_tensor(enc[hold], device=device)).cpu().numpy() * sd + m
+        err = np.abs(pred - target[hold])
+        if target is acc:  # what matters is the error where an architecture could be picked
+            err = err[pred >= np.median(pred)]
+        errors.append(float(np.quantile(err, 0.9)))
+    return errors[0], errors[1]
 
 
 def dump_settings(s: Settings) -> str:
