@@ -16,6 +16,7 @@ from budgetnas.methods.dna.command import Options, build_blocks, student_config
 from budgetnas.methods.dna.supernet import BlockSupernet, CellSpec, parse_ops
 from budgetnas.methods.dna.teacher import Teacher, default_taps
 from budgetnas.spaces.mbconv import CONFIG_DEFAULTS
+from budgetnas.testing import reference_run
 
 SMALL = ["--dataset", "synthetic", "--teacher-epochs", "1", "--epochs", "2", "--depths", "1,2",
          "--ops", "e3k3,e6k3,e3k5", "--final-epochs", "1", "--recal-batches", "2"]
@@ -182,3 +183,32 @@ def test_width_cells_with_adapters_cost_exactly_what_the_exported_network_counts
     front = json.loads((tmp_path / "front.json").read_text())["points"]
     widths = {tuple(s["channels"] for s in p["genotype"]["stages"]) for p in front}
     assert len(widths) > 1  # both widths reach the front
+
+
+def test_killed_while_rating_resumes_to_the_same_result(tmp_path, cli):
+    from conftest import ROOT
+
+    from budgetnas.testing import compare_json
+
+    args = ["search", "dna", *SMALL, "--final-epochs", "0", "--target-params", "40000", "--no-report"]
+    reference = reference_run(args, tmp_path, cwd=ROOT)
+    # Rating 20 of 36 is in block 1: block 0 is rated (ratings.json), block 1 trained, not rated.
+    out = tmp_path / "killed"
+    killed = cli(*args, "--out", out, env={"BUDGETNAS_KILL_AT": "rate:20"})
+    assert killed.returncode == -9
+    assert (out / "round0" / "block0" / "ratings.json").is_file()
+    assert not (out / "round0" / "block1" / "ratings.json").exists()
+    assert not (out / "checkpoint.pt").exists()  # the run's own checkpoint comes after round 0
+    resumed = cli(*args, "--out", out, "--resume")  # continues from the blocks' checkpoints
+    assert resumed.returncode == 0, resumed.stderr
+    files = ["summary.json", "arch.json", "front.json", "round0/block1/ratings.json"]
+    assert compare_json(reference, out, files, {"search_seconds", "peak_memory_mb"}) == []
+
+
+def test_nan_loss_in_block_training_stops_with_exit_2(tmp_path, cli):
+    result = cli("search", "dna", "--dataset", "synthetic", "--teacher-epochs", "1", "--epochs", "2",
+                 "--depths", "1", "--ops", "e3k3", "--final-epochs", "0", "--target-params", "40000",
+                 "--no-report", "--lr", "1e30", "--out", tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "block 0: loss became nan" in result.stderr and "step" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

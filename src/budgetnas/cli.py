@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import typing
 
 from . import __version__
 from .errors import UserError
@@ -36,8 +37,21 @@ def _load(module_name: str):
         raise
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit 2), naming the option
+    and pointing at --help, instead of argparse's multi-line usage block."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} — fix: see '{self.prog} --help'\n")
+
+
+def one_line(text: str) -> str:
+    """Messages stay on one line whatever the user typed (a file name with a newline, say)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="budgetnas", description="Find the most accurate neural network for a budget.")
     parser.add_argument("--version", action="version", version=f"budgetnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -75,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = args._run(args)
     except UserError as exc:
-        print(f"budgetnas: error: {exc}", file=sys.stderr)
+        print(f"budgetnas: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("budgetnas: interrupted; resume with --resume", file=sys.stderr)

@@ -18,25 +18,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import UserError
 
+MAX_SEED = 2**32 - 1  # seeds are combined with epochs and blocks and must stay within 64 bits
+MAX_THREADS = 1024  # torch crashes on absurd thread counts instead of refusing them
+MAX_IMAGE_SIZE = 4096  # beyond this one resized image alone takes gigabytes
+
 DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"]
 
 
 class CommonOptions(BaseModel):
     """Options every command takes."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are never a meaningful option value (an infinite learning rate or budget
+    # would only fail later, inside the work).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dataset: DatasetName = Field("digits", description="dataset (digits is built in)")
     data_dir: Path | None = Field(None, description="where the dataset lives")
     download: bool = Field(False, description="download cifar10/cifar100 if missing")
-    image_size: int | None = Field(None, ge=4, description="resize images to this size (imagefolder)")
+    image_size: int | None = Field(None, ge=4, le=MAX_IMAGE_SIZE,
+                                   description="resize images to this size (imagefolder)")
     subset: int | None = Field(None, ge=10, description="use at most this many training images")
     skip_bad_images: bool = Field(False, description="skip unreadable images (counted) instead of failing")
     out: Path | None = Field(None, description="run directory (default runs/<command>-<timestamp>)")
-    seed: int = Field(0, ge=0, description="random seed")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="random seed")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where to compute")
     resume: bool = Field(False, description="continue the run in --out from its last checkpoint")
-    threads: int | None = Field(None, ge=1, description="CPU threads for torch")
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS, description="CPU threads for torch")
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -77,6 +84,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
                 kwargs["type"] = int
         elif typing.get_origin(annotation) is list:
             (item,) = typing.get_args(annotation)
+            if typing.get_origin(item) is typing.Annotated:  # list[Annotated[int, Field(...)]]
+                item = typing.get_args(item)[0]
             kwargs["type"] = _list_parser(item)
             kwargs["metavar"] = f"{item.__name__.upper()},..."
         elif annotation in (int, float):
@@ -118,9 +127,10 @@ def resolve_options(model: type[BaseModel], args: argparse.Namespace,
         return model(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "options"
-        source = f"{config_path}: {field}" if config_path and field in values and \
-            getattr(args, field, None) is None else "--" + field.replace("_", "-")
+        field = str(err["loc"][0]) if err["loc"] else "options"
+        item = "".join(f"[{p}]" for p in err["loc"][1:])  # e.g. the first value of a list: [0]
+        source = f"{config_path}: {field}{item}" if config_path and field in values and \
+            getattr(args, field, None) is None else "--" + field.replace("_", "-") + item
         if err["type"] == "extra_forbidden":
             raise UserError(f"unknown option {field!r}", where=str(config_path or "options"),
                             fix="see --help for the options this command takes") from None

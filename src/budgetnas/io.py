@@ -29,16 +29,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh
+            _count_write(path)
             fh.flush()
             os.fsync(fh.fileno())
-        _fault_point()
+        _kill_point()
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:
         _remove_quietly(tmp)
         if exc.errno == errno.ENOSPC:
             raise UserError("no space left on the device; the previous file is intact",
-                            where=str(path), fix="free disk space and run again with --resume") from exc
+                            where=str(path), fix="free disk space, then run the same command with --resume "
+                            "(without it if the run has no checkpoint.pt yet)") from exc
         raise
     except BaseException:
         _remove_quietly(tmp)
@@ -46,19 +48,52 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
 
 
 _writes = 0
+_named: dict[str, int] = {}
 
 
-def _fault_point() -> None:
-    """Fault injection for the kill-anywhere tests: with BUDGETNAS_KILL_AT_WRITE=N the process
-    SIGKILLs itself after writing the temporary file of its N-th atomic write, before the rename."""
+def _count_write(path: Path) -> None:
+    """Fault injection (tests and benchmarks/faults.py), inert unless the variables are set:
+    BUDGETNAS_ENOSPC_AT_WRITE=N makes the N-th atomic write of the process fail as a full disk
+    would (ENOSPC while flushing the temporary file); BUDGETNAS_TRACE=FILE appends one line per
+    write ("write N PATH") and per named point ("point NAME N") to FILE."""
     global _writes
-    target = os.environ.get("BUDGETNAS_KILL_AT_WRITE")
-    if target:
-        _writes += 1
-        if _writes == int(target):
-            import signal
+    _writes += 1
+    _trace(f"write {_writes} {path}")
+    if os.environ.get("BUDGETNAS_ENOSPC_AT_WRITE") == str(_writes):
+        raise OSError(errno.ENOSPC, "No space left on device (injected)")
 
-            os.kill(os.getpid(), signal.SIGKILL)
+
+def _kill_point() -> None:
+    """With BUDGETNAS_KILL_AT_WRITE=N the process SIGKILLs itself after writing and syncing the
+    temporary file of its N-th atomic write, before the rename (the worst moment for a file)."""
+    if os.environ.get("BUDGETNAS_KILL_AT_WRITE") == str(_writes):
+        _die()
+
+
+def fault_point(name: str) -> None:
+    """A named kill point inside long loops (training steps, candidate ratings). With
+    BUDGETNAS_KILL_AT=NAME:N the process SIGKILLs itself at the N-th time it passes `name`."""
+    target = os.environ.get("BUDGETNAS_KILL_AT")
+    tracing = "BUDGETNAS_TRACE" in os.environ
+    if not (target or tracing):
+        return
+    _named[name] = _named.get(name, 0) + 1
+    _trace(f"point {name} {_named[name]}")
+    if target and target == f"{name}:{_named[name]}":
+        _die()
+
+
+def _trace(line: str) -> None:
+    trace = os.environ.get("BUDGETNAS_TRACE")
+    if trace:
+        with open(trace, "a") as fh:
+            fh.write(line + "\n")
+
+
+def _die() -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _remove_quietly(tmp: str) -> None:

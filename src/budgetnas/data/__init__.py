@@ -80,6 +80,14 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, download: boo
                    std=x.std(dims).clamp_min(1e-3).view(1, -1, 1, 1), flip=raw["flip"])
 
 
+def load_dataset_for(opts) -> Dataset:
+    """The dataset a command's options name (`CommonOptions`: dataset, data_dir, download,
+    image_size, subset, skip_bad_images)."""
+    return load_dataset(opts.dataset, opts.data_dir, download=opts.download,
+                        image_size=opts.image_size, subset=opts.subset,
+                        skip_bad_images=opts.skip_bad_images)
+
+
 def _stratified_head(y: torch.Tensor, n: int) -> torch.Tensor:
     """A deterministic class-balanced subset of `n` indices: round-robin over classes."""
     order = np.random.default_rng(SPLIT_SEED + 1).permutation(len(y))

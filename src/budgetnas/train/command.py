@@ -9,7 +9,7 @@ from pydantic import Field
 
 from ..arch import load_arch, save_arch
 from ..config import CommonOptions, add_model_arguments, resolve_options
-from ..data import load_dataset
+from ..data import load_dataset_for
 from ..report.provenance import write_run_info
 from ..run import prepare_run_dir, resolve_device, set_threads
 from .recipes import RECIPES, Recipe, default_recipe_name
@@ -48,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
     arch = load_arch(args.arch)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
-    dataset = load_dataset(opts.dataset, opts.data_dir, download=opts.download,
-                           image_size=opts.image_size, subset=opts.subset,
-                           skip_bad_images=opts.skip_bad_images)
+    dataset = load_dataset_for(opts)
     out = prepare_run_dir(opts.out, "train", resume=opts.resume)
     write_run_info(out, None, opts, device=device)
     save_arch(arch, out, "arch.json")

@@ -23,7 +23,7 @@ from ..arch import Arch, build_model
 from ..cost import count_macs, count_nonzero, count_params
 from ..data import Augment, Dataset, batches
 from ..errors import UserError
-from ..io import load_checkpoint, save_checkpoint, save_safetensors, write_json, write_jsonl
+from ..io import fault_point, load_checkpoint, save_checkpoint, save_safetensors, write_json, write_jsonl
 from .recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"
@@ -124,6 +124,7 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
             if recipe.grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
             optimizer.step()
+            fault_point("train-step")
             totals[0] += loss.item() * len(y)
             totals[1] += float((logits.argmax(1) == y).sum())
             totals[2] += len(y)

@@ -21,12 +21,17 @@ from .presets import PRESETS
 from .scaling import NetShape, Scaled
 
 
+# Sanity limits for typed values (a mistyped extra digit must not try to allocate gigabytes).
+MAX_LAYERS, MAX_CHANNELS = 64, 4096
+
+
 class BaselineOptions(SearchOptions):
     preset: Literal["tiny", "darts8_c24", "darts14_c44"] = Field("tiny", description="size preset")
     target_params: int | None = Field(None, ge=1, description="non-zero params of the final network")
     target_macs: int | None = Field(None, ge=1, description="MACs of the final network")
-    layers: int | None = Field(None, ge=1, description="number of cells (overrides the preset)")
-    channels: int | None = Field(None, ge=2, description="cell width C without a target (overrides the preset)")
+    layers: int | None = Field(None, ge=1, le=MAX_LAYERS, description="number of cells (overrides the preset)")
+    channels: int | None = Field(None, ge=2, le=MAX_CHANNELS,
+                                 description="cell width C without a target (overrides the preset)")
     batch_size: int | None = Field(None, ge=2, description="batch size (overrides the preset)")
     stop_after: int | None = Field(None, ge=1, description="stop after this many steps of work (resumable)")
 

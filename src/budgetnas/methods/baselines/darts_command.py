@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ...arch import make_provenance
 from ...config import add_model_arguments, resolve_options
-from ...data import load_dataset
+from ...data import load_dataset_for
 from ...errors import UserError
 from ...io import load_checkpoint, write_jsonl
 from ...report import report_at_end, write_run_info
@@ -50,9 +50,7 @@ def run_search(opts: DartsOptions, *, progress: bool = True) -> Path | None:
     target = target_of(opts)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
-    dataset = load_dataset(opts.dataset, opts.data_dir, download=opts.download,
-                           image_size=opts.image_size, subset=opts.subset,
-                           skip_bad_images=opts.skip_bad_images)
+    dataset = load_dataset_for(opts)
     settings = settings_from(opts)
     shape = shape_of(dataset)
     seed = opts.seed

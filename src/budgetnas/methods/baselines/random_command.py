@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ...arch import Arch, make_provenance
 from ...config import add_model_arguments, resolve_options
-from ...data import Dataset, load_dataset
+from ...data import Dataset, load_dataset_for
 from ...errors import UserError
 from ...io import load_checkpoint, save_checkpoint, write_jsonl
 from ...report import report_at_end, write_run_info
@@ -91,9 +91,7 @@ def run_search(opts: RandomOptions, *, progress: bool = True) -> Path | None:
     target = target_of(opts)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
-    dataset = load_dataset(opts.dataset, opts.data_dir, download=opts.download,
-                           image_size=opts.image_size, subset=opts.subset,
-                           skip_bad_images=opts.skip_bad_images)
+    dataset = load_dataset_for(opts)
     layers = preset_value(opts, "cells", "layers")
     width = preset_value(opts, "C", "channels")
     batch_size = preset_value(opts, "batch_size", "batch_size")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ...data import Dataset, batches
-from ...io import load_checkpoint, read_json, save_checkpoint, write_json
+from ...io import fault_point, load_checkpoint, read_json, save_checkpoint, write_json
 from .supernet import BlockSupernet
 from .teacher import Teacher
 
@@ -87,15 +88,18 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
         gen = torch.Generator().manual_seed(block_seed(seed, block.index, epoch))
         block.train()
         total, count = 0.0, 0
-        for x, _ in batches(dataset.train, dataset, batch_size, gen=gen, shuffle=True, device=device):
+        for step, (x, _) in enumerate(batches(dataset.train, dataset, batch_size, gen=gen, shuffle=True,
+                                              device=device)):
             inputs, target = block_io(teacher, x, block.index)
             cell = int(torch.randint(n_cells, (1,), generator=gen))
             depth = block.cells[cell].spec.depth
             path = tuple(int(v) for v in torch.randint(len(block.ops), (depth,), generator=gen))
             loss = nn.functional.mse_loss(block(inputs, cell, path), target)
+            stop_if_not_finite(loss, f"block {block.index}", epoch, step, directory / BLOCK_CHECKPOINT)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            fault_point("block-step")
             total += loss.item() * len(x)
             count += len(x)
         scheduler.step()
@@ -109,6 +113,21 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
     if start >= epochs and ckpt.is_file():
         block.load_state_dict(load_checkpoint(ckpt)["model"])
     return log
+
+
+def stop_if_not_finite(loss: torch.Tensor, what: str, epoch: int, step: int, checkpoint: Path) -> None:
+    """A NaN or infinite loss stops the run with a clear message (exit code 2); the checkpoint of
+    the last finished epoch, if any, stays as it was."""
+    value = float(loss.detach())
+    if math.isfinite(value):
+        return
+    from ...errors import UserError
+
+    kept = (f"the checkpoint of epoch {epoch} is kept" if epoch and Path(checkpoint).is_file()
+            else "no epoch had finished, so no checkpoint was written")
+    raise UserError(f"{what}: loss became {value} at epoch {epoch + 1}, step {step + 1}; training "
+                    f"stopped and {kept}", where=str(Path(checkpoint).parent),
+                    fix="lower --lr, or check the data and the teacher")
 
 
 def _tty() -> bool:
@@ -162,6 +181,7 @@ def rate_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, directo
             n += diff.numel()
         rows.append({"cell": cell, "path": list(path), "score": abs_sum / n / max(y_std, 1e-12),
                      "mse": sq_sum / n})
+        fault_point("rate")
     write_json(path_file, {"fingerprint": key, "block": block.index, "target_std": y_std,
                            "candidates": rows})
     return rows

@@ -20,7 +20,7 @@ import hashlib
 import resource
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from pydantic import Field
@@ -29,7 +29,7 @@ from ... import __version__
 from ...arch import Arch, make_provenance, save_arch
 from ...config import SearchOptions, add_model_arguments, resolve_options
 from ...cost import profile
-from ...data import Dataset, load_dataset
+from ...data import Dataset, load_dataset_for
 from ...errors import UserError
 from ...report import report_at_end, write_run_info
 from ...io import load_checkpoint, load_safetensors, save_checkpoint, write_json, write_jsonl
@@ -38,7 +38,8 @@ from ...spaces.mbconv import CONFIG_DEFAULTS, validate_config
 from .blockwise import rate_block, train_block
 from .costs import METRICS, CostTable, out_size, stage_cost, stage_sizes
 from .pareto import BlockCandidates, merge_fronts
-from .supernet import DEFAULT_OPS, BlockSupernet, CellSpec, parse_cells, parse_ops, stage_genotype
+from .supernet import (DEFAULT_OPS, MAX_WIDTH, BlockSupernet, CellSpec, check_groups, parse_cells,
+                       parse_ops, stage_genotype)
 from .teacher import (Teacher, default_taps, run_teacher, self_supervised_teacher, torchvision_teacher,
                       train_teacher, without_val)
 
@@ -65,10 +66,11 @@ class Options(SearchOptions):
                            "their own widths); default: the last layer has the teacher's width")
     se: bool = Field(True, description="squeeze-excitation in every candidate op")
     stem_stride: int | None = Field(None, ge=1, le=2, description="student stem stride (default: teacher's or 2)")
-    strides: list[int] | None = Field(None, description="student stage strides (default: teacher's)")
-    stem_channels: int | None = Field(None, ge=1, description="student stem width")
-    first_channels: int | None = Field(None, ge=1, description="student MB1 layer width")
-    head_channels: int | None = Field(None, ge=1, description="student head width")
+    strides: list[Annotated[int, Field(ge=1, le=2)]] | None = Field(
+        None, description="student stage strides, each 1 or 2 (default: teacher's)")
+    stem_channels: int | None = Field(None, ge=1, le=MAX_WIDTH, description="student stem width")
+    first_channels: int | None = Field(None, ge=1, le=MAX_WIDTH, description="student MB1 layer width")
+    head_channels: int | None = Field(None, ge=1, le=MAX_WIDTH, description="student head width")
     epochs: int = Field(10, ge=1, description="training epochs per block")
     batch_size: int = Field(64, ge=1, description="block training batch size")
     lr: float = Field(0.005, gt=0, description="Adam learning rate")
@@ -245,19 +247,24 @@ def run(args: argparse.Namespace) -> int:
     if opts.block is not None and (opts.out is None or opts.progressive):
         raise UserError("--block needs --out (the shared run directory) and no --progressive",
                         where="--block")
+    for text, where in ((opts.depths, "--depths"), (opts.widths, "--widths")):
+        if text is not None:
+            check_groups(text, where)  # before any work; their count is checked per teacher
+    ops = parse_ops(opts.ops)
     set_threads(opts.threads)
     device = resolve_device(opts.device)
     seed_everything(opts.seed)
-    ops = parse_ops(opts.ops)
-    dataset = load_dataset(opts.dataset, opts.data_dir, download=opts.download,
-                           image_size=opts.image_size, subset=opts.subset,
-                           skip_bad_images=opts.skip_bad_images)
+    dataset = load_dataset_for(opts)
+    resume = opts.resume
+    if resume and opts.out is not None and not (Path(opts.out) / "checkpoint.pt").is_file() \
+            and (Path(opts.out) / "round0").is_dir():
+        resume = False  # stopped inside round 0: the teacher's and blocks' checkpoints carry the work
     if opts.block is not None:
         out = Path(opts.out)
     else:
-        out = prepare_run_dir(opts.out, "search-dna", resume=opts.resume)
+        out = prepare_run_dir(opts.out, "search-dna", resume=resume)
         write_run_info(out, None, opts, device=device)
-    previous = load_checkpoint(out / "checkpoint.pt") if opts.resume and opts.block is None else {}
+    previous = load_checkpoint(out / "checkpoint.pt") if resume and opts.block is None else {}
     started = time.perf_counter()
     source, log, result = opts.teacher, [], None
     for r in range(opts.progressive + 1):

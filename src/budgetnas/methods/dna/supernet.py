@@ -24,6 +24,8 @@ from ...spaces.mbconv import MBConv, make_first, make_stem
 
 DEFAULT_OPS = ("e3k3", "e3k5", "e3k7", "e6k3", "e6k5", "e6k7")
 _OP = re.compile(r"^e(\d+)k(\d+)$")
+# Sanity limits for typed values (a mistyped 600 instead of 6 must not allocate gigabytes).
+MAX_EXPANSION, MAX_KERNEL, MAX_DEPTH, MAX_WIDTH = 16, 15, 16, 4096
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,11 @@ def parse_ops(names: list[str] | tuple[str, ...]) -> list[Op]:
     ops = []
     for name in names:
         m = _OP.match(name.strip())
-        if not m or int(m.group(1)) < 1 or int(m.group(2)) % 2 == 0:
+        if not m or not 1 <= int(m.group(1)) <= MAX_EXPANSION or int(m.group(2)) % 2 == 0 \
+                or int(m.group(2)) > MAX_KERNEL:
             raise UserError(f"unknown op {name!r}", where="--ops",
-                            fix="write ops as eEkK with expansion E >= 1 and odd kernel K, e.g. e6k3")
+                            fix=f"write ops as eEkK with expansion 1 <= E <= {MAX_EXPANSION} and odd "
+                                f"kernel K <= {MAX_KERNEL}, e.g. e6k3")
         ops.append(Op(int(m.group(1)), int(m.group(2))))
     if not ops or len(set(ops)) != len(ops):
         raise UserError("give at least one op and no op twice", where="--ops")
@@ -140,11 +144,22 @@ def parse_cells(depths: str | None, widths: str | None, *, blocks: int, teacher_
     return [[CellSpec(d, w) for d in ds for w in ws] for ds, ws in zip(depth_groups, width_groups)]
 
 
-def _groups(text: str, blocks: int, where: str) -> list[list[int]]:
+def check_groups(text: str, where: str) -> list[list[int]]:
+    """Parse "1,2;2,3" (groups of distinct positive integers, within the sanity limits) before
+    any work starts; the number of groups is checked once the number of blocks is known."""
+    limit = MAX_WIDTH if where == "--widths" else MAX_DEPTH
     try:
         groups = [[int(v) for v in g.split(",") if v.strip()] for g in text.split(";")]
     except ValueError:
         raise UserError(f"expected integers like '1,2;2,3', got {text!r}", where=where) from None
+    if any(not g or min(g) < 1 or max(g) > limit or len(set(g)) != len(g) for g in groups):
+        raise UserError(f"need groups of distinct integers from 1 to {limit}, got {text!r}", where=where,
+                        fix="write them like '1,2' (all blocks) or '1,2;2,3;3,4' (one group per block)")
+    return groups
+
+
+def _groups(text: str, blocks: int, where: str) -> list[list[int]]:
+    groups = check_groups(text, where)
     if len(groups) == 1:
         groups = groups * blocks
     if len(groups) != blocks or any(not g or min(g) < 1 or len(set(g)) != len(g) for g in groups):

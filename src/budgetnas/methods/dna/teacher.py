@@ -248,6 +248,7 @@ def self_supervised_teacher(dataset: Dataset, out: Path, *, epochs: int, seed: i
             mod.load_state_dict(state[key])
         start = state["epoch"] + 1
     augment = Augment.standard(dataset, cutout=max(1, dataset.input_size // 4))
+    from .blockwise import stop_if_not_finite
 
     def embed(net, proj, x):
         return proj(net.pool(net.features(x)).flatten(1))
@@ -258,12 +259,14 @@ def self_supervised_teacher(dataset: Dataset, out: Path, *, epochs: int, seed: i
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
         online.train()
         target.train()
-        for x, _ in batches(dataset.train, dataset, batch_size, gen=gen, shuffle=True, drop_last=True):
+        for step, (x, _) in enumerate(batches(dataset.train, dataset, batch_size, gen=gen, shuffle=True,
+                                              drop_last=True)):
             v1, v2 = augment(x, gen).to(device), augment(x, gen).to(device)
             p1, p2 = predictor(embed(online, projector, v1)), predictor(embed(online, projector, v2))
             with torch.no_grad():
                 z1, z2 = embed(target, target_proj, v1), embed(target, target_proj, v2)
             loss = (4 - 2 * F.cosine_similarity(p1, z2).mean() - 2 * F.cosine_similarity(p2, z1).mean())
+            stop_if_not_finite(loss, "self-supervised teacher", epoch, step, ckpt)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field
 
 from ...config import SearchOptions, add_model_arguments, resolve_options
-from ...data import load_dataset
+from ...data import load_dataset_for
 from ...errors import UserError
 from ...report import report_at_end, write_run_info
 from ...run import prepare_run_dir, resolve_device, set_threads
@@ -63,9 +63,7 @@ def run_search(opts: MGASOptions, *, progress: bool = True) -> Path:
                         fix="use either --target-params or --target-macs")
     set_threads(opts.threads)
     device = resolve_device(opts.device)
-    dataset = load_dataset(opts.dataset, opts.data_dir, download=opts.download,
-                           image_size=opts.image_size, subset=opts.subset,
-                           skip_bad_images=opts.skip_bad_images)
+    dataset = load_dataset_for(opts)
     settings = settings_from(opts)
     out = prepare_run_dir(opts.out, "search-mgas", resume=opts.resume)
     write_run_info(out, None, opts, device=device)
