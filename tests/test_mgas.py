@@ -264,3 +264,12 @@ def test_darts8_c24_preset_runs_a_search_epoch(tmp_path):
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert len(log) == 1 and log[0]["stage"] == "stage1" and log[0]["kind"] == "warmup"
     assert (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
+
+
+def test_nan_loss_stops_the_search_with_exit_2(tmp_path, cli):
+    result = cli("search", "mgas", "--dataset", "synthetic", "--channels", "2", "--lr-weights", "1e30",
+                 "--target-params", "3000", "--no-report", "--out", tmp_path / "nan")
+    assert result.returncode == 2, result.stderr
+    assert "loss became" in result.stderr and "epoch 1, step" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "nan" / "checkpoint.pt").exists()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import resource
 import sys
 import time
@@ -323,15 +324,18 @@ class MGASSearch:
         if s.bilevel and kind == "search":
             val_iter = iter(self._cycle_val(gen))
         totals = {"ce": 0.0, "r_size": 0.0, "r_thr": 0.0, "correct": 0.0, "n": 0.0}
-        for x, y in batches(self.ds.train, self.ds, s.batch_size, gen=gen, shuffle=True,
-                            rank=self.rank, world_size=self.world, device=self.device):
+        for step, (x, y) in enumerate(batches(self.ds.train, self.ds, s.batch_size, gen=gen,
+                                              shuffle=True, rank=self.rank, world_size=self.world,
+                                              device=self.device)):
             search = kind == "search"
             if val_iter is not None:  # bi-level: architecture step on held-out batches
                 vx, vy = next(val_iter)
                 loss, *_ = self._loss(phase, vx, vy, st.lam, search)
+                self._stop_if_not_finite(loss, step)
                 self._step(loss, params, arch=True, weights=False)
             loss, ce, r_size, r_thr, logits = self._loss(phase, x, y, st.lam if search else 0.0,
                                                          search)
+            self._stop_if_not_finite(loss, step)
             self._step(loss, params, arch=kind == "search" and val_iter is None, weights=True,
                        weight_params=weight_params)
             totals["ce"] += ce.item() * len(y)
@@ -344,6 +348,19 @@ class MGASSearch:
         n = max(summed["n"], 1)
         return {"ce": summed["ce"] / n, "r_size": summed["r_size"] / n, "r_thr": summed["r_thr"] / n,
                 "train_acc": summed["correct"] / n}
+
+    def _stop_if_not_finite(self, loss: torch.Tensor, step: int) -> None:
+        """A NaN or infinite loss stops the search (exit code 2) before it reaches the weights;
+        the checkpoint of the last finished epoch stays as it was."""
+        value = float(loss.detach())
+        if math.isfinite(value):
+            return
+        epoch = self.state.global_epoch
+        kept = (f"the checkpoint of epoch {epoch} is kept" if epoch else
+                "no epoch had finished, so no checkpoint was written")
+        raise UserError(f"loss became {value} at epoch {epoch + 1}, step {step + 1}; the search stopped "
+                        f"and {kept}", where=str(self.out),
+                        fix="check the data, or lower --lr-weights")
 
     def _cycle_val(self, gen: torch.Generator):
         while True:
