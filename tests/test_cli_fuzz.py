@@ -99,9 +99,28 @@ def _options(name: str) -> list[dict]:
                     bounds[key] = getattr(meta, key)
         if name in ("profile", "export") and action.dest in ("batch_size", "runs"):
             bounds["ge"] = 1  # checked by those commands themselves
+        bounds.update(_own_bounds(name, action.dest))
         found.append({"flag": flag, "dest": action.dest, "type": action.type, "choices": action.choices,
                       "bounds": bounds})
     return found
+
+
+def _own_bounds(name: str, dest: str) -> dict:
+    """Upper/lower bounds that profile and export check themselves (they have no options model)."""
+    from budgetnas import export
+    from budgetnas.config import MAX_THREADS
+    from budgetnas.cost import command as profile_command
+
+    if name == "profile" and dest == "threads":
+        return {"ge": 1, "le": MAX_THREADS}
+    if name == "profile" and dest == "batch_size":
+        return {"le": profile_command.MAX_BATCH_SIZE}
+    if name == "export" and dest == "batch_size":
+        return {"le": export.MAX_BATCH_SIZE}
+    if name == "export" and dest == "opset":
+        low, high = export.opset_range()
+        return {"ge": low, "le": high}
+    return {}
 
 
 def _model(words: list[str]):
@@ -268,6 +287,13 @@ def test_every_subcommand_accepts_its_base_command_line(table, name):
     (["search", "dna", "--target-params", "1000", "--ops", "e3k99999"], "--ops"),
     (["search", "dna", "--target-params", "1000", "--strides", "1,7"], "--strides"),
     (["generate", "--budgets", "4,nan"], "--budgets"),
+    (["profile", ARCH, "--latency", "--threads", "-1"], "--threads"),
+    (["profile", ARCH, "--latency", "--threads", "0"], "--threads"),
+    (["profile", ARCH, "--latency", "--threads", "100000000"], "--threads"),
+    (["export", ARCH, "--weights", "w", "--format", "onnx", "--out", "m", "--batch-size", str(10**12)],
+     "--batch-size"),
+    (["export", ARCH, "--weights", "w", "--format", "onnx", "--out", "m", "--opset", "1"], "--opset"),
+    (["export", ARCH, "--weights", "w", "--format", "onnx", "--out", "m", "--opset", "10000"], "--opset"),
     (["train", ARCH, "--config", "no\nsuch.yaml"], "no\\nsuch.yaml"),
     (["search", "nope"], "nope"),
     (["train"], "arch"),

@@ -55,3 +55,15 @@ def test_profile_cli_json(cli):
     model = build_model(load_arch(EXAMPLES / "small_digits.json"))
     assert data["params_dense"] == sum(p.numel() for p in model.parameters())
     assert data["macs"] == count_macs(model, (1, 8, 8))
+
+
+def test_latency_refuses_thread_counts_torch_cannot_take():
+    import pytest
+
+    from budgetnas.errors import UserError
+
+    model = build_model(load_arch(EXAMPLES / "small_digits.json"))
+    for threads in (-1, 0, 10**8):
+        with pytest.raises(UserError, match="threads"):
+            measure_latency(model, (1, 8, 8), runs=1, warmup=0, threads=threads)
+    assert torch.get_num_threads() == 1

@@ -49,3 +49,25 @@ def test_mismatched_weights_exit_2(trained, tmp_path, cli):
     result = cli("export", trained / "arch.json", "--weights", bogus, "--format", "onnx",
                  "--out", tmp_path / "m.onnx")
     assert result.returncode == 2 and "do not match" in result.stderr
+
+
+@pytest.mark.parametrize("fmt,target", [("torchscript", "torch.jit.trace"), ("onnx", "torch.onnx.export")])
+def test_exporter_failure_is_exit_1_on_one_line(tmp_path, fmt, target, capsys):
+    """An exporter crash on a valid model and valid options is an internal error (1), not bad input."""
+    from unittest import mock
+
+    from conftest import EXAMPLES
+
+    from budgetnas.cli import main
+
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+    weights = tmp_path / "w.safetensors"
+    save_safetensors(weights, build_model(load_arch(EXAMPLES / "small_digits.json")).state_dict())
+    with mock.patch(target, side_effect=RuntimeError("exporter broke\nsecond line")):
+        code = main(["export", str(EXAMPLES / "small_digits.json"), "--weights", str(weights),
+                     "--format", fmt, "--out", str(tmp_path / "m.out")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.count("\n") == 1 and "exporter broke" in err and "Traceback" not in err
+    assert not (tmp_path / "m.out").exists()

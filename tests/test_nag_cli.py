@@ -185,3 +185,26 @@ def test_profile_sample_uses_the_dataset_input_shape(cli, tmp_path, extra, shape
     assert (config["in_channels"], config["input_size"], config["num_classes"]) == shape
     table = load_table(out, space="mbconv", dataset_shape=shape)
     assert len(table) == 2 and (table.column("macs") > 0).all()
+
+
+def test_generate_resume_after_kill_between_weights_and_checkpoint(table_csv, tmp_path):
+    """A kill after the new generator.safetensors but before the new checkpoint.pt must not pair the
+    new weights with the old iteration: resume reads only checkpoint.pt."""
+    from conftest import ROOT
+
+    from budgetnas.testing import kill_and_resume, read_trace, reference_run
+
+    args = ["generate", "--table", str(table_csv), "--accuracy", "acc", "--cost", "latency_ms",
+            "--reveal", "300", "--budgets", "7,10", *TINY, "--iterations", "40", "--checkpoint-every", "20",
+            "--no-report"]
+    trace = tmp_path / "trace.txt"
+    reference = reference_run(args, tmp_path, cwd=ROOT, trace=trace)
+    writes, _ = read_trace(trace, reference)
+    # The second checkpoint (iteration 40): its generator.json falls between its weights and checkpoint.pt.
+    between = [i for i, w in enumerate(writes, 1) if w == "generator.json"][1]
+    assert writes[between - 2] == "generator.safetensors" and writes[between] == "checkpoint.pt"
+    outcome = kill_and_resume(args, tmp_path, f"write:{between}", cwd=ROOT, reference=reference,
+                              files=["picks.json", "generator.safetensors", "generator.json", "summary.json"],
+                              ignore={"generate_ms", "search_seconds", "peak_memory_mb"})
+    assert outcome.killed and outcome.restarts == ["resume"]
+    assert outcome.equal, outcome.differences

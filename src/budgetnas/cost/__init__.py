@@ -61,14 +61,25 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
         model.train(was_training)
 
 
+def check_threads(threads: int | None, *, where: str = "threads") -> None:
+    """None (keep torch's count) or 1..MAX_THREADS; torch raises on 0 or less and crashes the
+    process on absurd counts instead of refusing them."""
+    from ..config import MAX_THREADS
+
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"{threads} threads is out of range", where=where,
+                        fix=f"give 1 to {MAX_THREADS} (or leave it out to use torch's default)")
+
+
 def measure_latency(model: nn.Module, input_size: tuple[int, ...], *, device: str = "cpu",
                     batch_size: int = 1, warmup: int = 10, runs: int = 50,
                     threads: int | None = None) -> dict[str, Any]:
     """Median wall time of `runs` forward passes after `warmup` ones, in milliseconds."""
     if runs < 1 or warmup < 0 or batch_size < 1:
         raise UserError("runs and batch size must be >= 1, warm-up >= 0", where="latency options")
+    check_threads(threads)
     old_threads = torch.get_num_threads()
-    if threads:
+    if threads is not None:
         torch.set_num_threads(threads)
     dev = torch.device(device)
     model = model.to(dev).eval()

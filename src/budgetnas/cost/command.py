@@ -17,7 +17,7 @@ import sys
 from ..arch import load_arch
 from ..errors import UserError
 from ..run import resolve_device
-from . import profile
+from . import check_threads, profile
 
 DATASET_SHAPES = {"digits": (1, 8, 10), "synthetic": (3, 8, 4), "cifar10": (3, 32, 10),
                   "cifar100": (3, 32, 100), "imagefolder": (3, 32, None)}
@@ -45,10 +45,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+MAX_BATCH_SIZE = 65536  # one latency input beyond this is gigabytes
+
+
 def run(args: argparse.Namespace) -> int:
     for name in ("batch_size", "runs"):
         if getattr(args, name) < 1:
             raise UserError("must be >= 1", where=f"--{name.replace('_', '-')}")
+    if args.batch_size > MAX_BATCH_SIZE:
+        raise UserError(f"batch size {args.batch_size} is too large", where="--batch-size",
+                        fix=f"give 1 to {MAX_BATCH_SIZE}")
+    if args.warmup < 0:
+        raise UserError("must be >= 0", where="--warmup")
+    check_threads(args.threads, where="--threads")
     device = str(resolve_device(args.device))
     if args.sample is not None:
         return _sample(args, device)

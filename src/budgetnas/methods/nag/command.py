@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import resource
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,7 +34,7 @@ from pydantic import Field
 from ... import __version__
 from ...config import SearchOptions, add_model_arguments, resolve_options
 from ...errors import UserError
-from ...io import load_checkpoint, save_checkpoint, write_json, write_jsonl
+from ...io import _json_default, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from ...report import report_at_end, write_run_info
 from ...run import prepare_run_dir, seed_everything, set_threads
 from ...run import resolve_device
@@ -173,9 +175,9 @@ def _train(table, acc, cost, revealed, exact, opts: Options, out: Path,
            device: str) -> tuple[NAGModel, list[dict]]:
     settings = _settings(opts, len(table))
     if opts.resume:
-        model = NAGModel.load(out / "generator.json", table.space, device=device)
-        model.exact_cost = exact
         state = load_checkpoint(out / "checkpoint.pt")
+        model = _model_from_checkpoint(state, out / "checkpoint.pt", table.space, device)
+        model.exact_cost = exact
         model.optimizer.load_state_dict(state["optimizer"])
         model.baseline = list(state["baseline"])
         start, phase, log = int(state["iteration"]), int(state.get("phase", 0)), list(state["log"])
@@ -215,11 +217,35 @@ def _train(table, acc, cost, revealed, exact, opts: Options, out: Path,
 
 
 def _checkpoint(model: NAGModel, out: Path, iteration: int, phase: int, log: list[dict]) -> None:
+    """generator.safetensors/.json are outputs for users; checkpoint.pt alone holds everything
+    --resume needs (the generator's weights and metadata included), written in one atomic write,
+    so a kill between these writes never pairs new weights with an old iteration."""
     model.save(out / "generator")
     save_checkpoint(out / "checkpoint.pt", {"iteration": iteration, "phase": phase,
                                             "optimizer": model.optimizer.state_dict(),
-                                            "baseline": list(model.baseline), "log": log})
+                                            "baseline": list(model.baseline), "log": log,
+                                            "generator_tensors": model.tensors(),
+                                            "generator_meta": json.dumps(model.metadata(),
+                                                                         default=_json_default)})
     write_jsonl(out / "log.jsonl", log)
+
+
+def _model_from_checkpoint(state: dict, path: Path, space, device: str) -> NAGModel:
+    """The generator as checkpointed in `state` (never from generator.safetensors/.json, which may
+    be newer than the checkpoint after a kill)."""
+    from safetensors.torch import save_file
+
+    tensors, meta = state.get("generator_tensors"), state.get("generator_meta")
+    if not isinstance(tensors, dict) or not isinstance(meta, str):
+        raise UserError("the checkpoint lacks the generator (written by an older budgetnas)", where=str(path),
+                        fix="start the run again without --resume")
+    # NAGModel.load validates and rebuilds from its two files: hand it private copies of the
+    # checkpointed ones (plain writes: a scratch directory, not run output).
+    with tempfile.TemporaryDirectory(prefix="budgetnas-resume-") as scratch:
+        base = Path(scratch) / "generator"
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(base.with_suffix(".safetensors")))
+        base.with_suffix(".json").write_text(meta)
+        return NAGModel.load(base.with_suffix(".json"), space, device=device)
 
 
 def _bar(total: int, start: int):
