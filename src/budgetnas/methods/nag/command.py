@@ -22,7 +22,6 @@ import dataclasses
 import json
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Literal
@@ -233,19 +232,11 @@ def _checkpoint(model: NAGModel, out: Path, iteration: int, phase: int, log: lis
 def _model_from_checkpoint(state: dict, path: Path, space, device: str) -> NAGModel:
     """The generator as checkpointed in `state` (never from generator.safetensors/.json, which may
     be newer than the checkpoint after a kill)."""
-    from safetensors.torch import save_file
-
     tensors, meta = state.get("generator_tensors"), state.get("generator_meta")
     if not isinstance(tensors, dict) or not isinstance(meta, str):
         raise UserError("the checkpoint lacks the generator (written by an older budgetnas)", where=str(path),
                         fix="start the run again without --resume")
-    # NAGModel.load validates and rebuilds from its two files: hand it private copies of the
-    # checkpointed ones (plain writes: a scratch directory, not run output).
-    with tempfile.TemporaryDirectory(prefix="budgetnas-resume-") as scratch:
-        base = Path(scratch) / "generator"
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(base.with_suffix(".safetensors")))
-        base.with_suffix(".json").write_text(meta)
-        return NAGModel.load(base.with_suffix(".json"), space, device=device)
+    return NAGModel.from_state(json.loads(meta), tensors, space, device=device, where=str(path))
 
 
 def _bar(total: int, start: int):

@@ -357,6 +357,13 @@ class NAGModel:
             raise UserError("not a generator written by budgetnas generate", where=str(path),
                             fix="give the generator.json of a generate run")
         tensors = load_safetensors(path.with_suffix(".safetensors"))
+        return NAGModel.from_state(meta, tensors, space, device=device,
+                                   where=str(path.with_suffix(".safetensors")))
+
+    @staticmethod
+    def from_state(meta: dict, tensors: dict[str, torch.Tensor], space: DecisionSpace | None = None, *,
+                   device: str | torch.device = "cpu", where: str = "generator") -> "NAGModel":
+        """Rebuild a generator from its metadata and weights (what `save` writes, or a checkpoint)."""
         fields = {f.name for f in dataclasses.fields(Settings)}
         settings = Settings(**{k: (tuple(v) if k == "budget_range" and v else v)
                                for k, v in meta["settings"].items() if k in fields})
@@ -376,7 +383,7 @@ class NAGModel:
                                         if k.startswith(prefix + ".")})
         except RuntimeError as exc:
             raise UserError(f"weights do not fit the stored settings ({str(exc).splitlines()[0]})",
-                            where=str(path.with_suffix(".safetensors"))) from None
+                            where=where) from None
         model.known = {tuple(k): (a, c) for k, a, c in meta.get("known", [])}
         model.reward_std = float(meta.get("reward_std", 1.0))
         model.acc_discount = float(meta.get("acc_discount", 0.0))
