@@ -5,10 +5,14 @@ memory formats, the same plain supernet with budgetnas's depthwise conv, and NNI
 supernet (optional: a Python with the `bench` extra installed, given by --nni-python; NNI pins
 old versions of some packages, so keep it in its own environment).
 
-Each (network, format) runs in its own subprocess so its peak RSS is its own.
-
     .venv/bin/python benchmarks/mgas_step.py [--channels 16 --cells 8 --size 32 --batch 64
-                                              --threads 2 --steps 2 --nni-python PY --doc FILE]
+                                              --threads 2 --steps 2 --rounds 3 --nni-python PY
+                                              --doc FILE]
+
+Each (network, format) runs in its own subprocess so its peak RSS is its own. With --rounds R the
+whole list of rows runs R times, interleaved, and the table reports each row's median over the
+rounds (and the range): a transient load on the machine then shows as a spread instead of moving
+one row's number.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -225,6 +230,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every row this many times, interleaved; report medians")
     parser.add_argument("--nni-python", default=None,
                         help="a Python with the bench extra (nni, pytorch-lightning) for the NNI rows")
     parser.add_argument("--doc", type=Path, default=None, help="append the results to this Markdown file")
@@ -242,15 +249,30 @@ def main() -> None:
     if args.nni_python:
         runs[2:2] = [("nni", False, args.nni_python), ("nni", True, args.nni_python)]
     rows = []
-    for net, channels_last, python in runs:
-        cmd = [python, __file__, "--child", net, *common] + (["--channels-last"] if channels_last else [])
-        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
-        if out.returncode:
-            raise SystemExit(out.stderr[-3000:])
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+    for rnd in range(args.rounds):
+        for net, channels_last, python in runs:
+            cmd = [python, __file__, "--child", net, *common] + (["--channels-last"] if channels_last else [])
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+            if out.returncode:
+                raise SystemExit(out.stderr[-3000:])
+            rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "round": rnd})
+            print(rows[-1], flush=True)
+    rows = merge_rounds(rows)
     report(args, rows)
+
+
+def merge_rounds(rows: list[dict]) -> list[dict]:
+    """One row per (network, format): the median over rounds of step, CPU time and peak RSS,
+    with the range of the step time."""
+    merged: dict[tuple, dict] = {}
+    for r in rows:
+        merged.setdefault((r["net"], r["channels_last"]), {**r, "runs": []})["runs"].append(r)
+    for m in merged.values():
+        for key in ("step_s", "cpu_s", "peak_rss_mb"):
+            m[key] = statistics.median(r[key] for r in m["runs"])
+        m["step_range"] = (min(r["step_s"] for r in m["runs"]), max(r["step_s"] for r in m["runs"]))
+    return list(merged.values())
 
 
 def report(args, rows: list[dict]) -> None:
@@ -259,12 +281,14 @@ def report(args, rows: list[dict]) -> None:
     lines = ["## One full-supernet training step: MGAS vs plain DARTS and NNI supernets", "",
              f"- command: `.venv/bin/python benchmarks/mgas_step.py --channels {args.channels} --cells "
              f"{args.cells} --size {args.size} --batch {args.batch} --threads {args.threads} --steps "
-             f"{args.steps}" + (" --nni-python NNI_VENV/bin/python" if nni else "") + "`",
+             f"{args.steps} --rounds {args.rounds}" + (" --nni-python NNI_VENV/bin/python" if nni else "") + "`",
              f"- machine: {machine()} ({args.threads} torch threads)",
              f"- date: {datetime.date.today().isoformat()}",
              f"- step = forward, backward, weight update and architecture update (best of {args.steps} "
              "after one warm-up step); each row in its own process (peak RSS of that process); "
-             "CPU = process CPU time of that step", "",
+             "CPU = process CPU time of that step"
+             + (f"; median over {args.rounds} interleaved rounds, range in brackets" if args.rounds > 1 else ""),
+             "",
              "| network | memory format | params | step (s) | CPU (s) | vs best plain (stock) |"
              + (" vs best NNI |" if nni else "") + " peak RSS (MB) |",
              "|---|---|---:|---:|---:|---:|" + ("---:|" if nni else "") + "---:|"]
@@ -273,7 +297,9 @@ def report(args, rows: list[dict]) -> None:
         if r["net"] == "mgas":
             fmt = "channels_last (inside the model)"
         vs_nni = f" {r['step_s'] / min(nni):.2f}x |" if nni else ""
-        lines.append(f"| {LABELS[r['net']]} | {fmt} | {r['params']} | {r['step_s']:.2f} | {r['cpu_s']:.2f} | "
+        lo, hi = r["step_range"]
+        spread = f" [{lo:.2f}-{hi:.2f}]" if args.rounds > 1 else ""
+        lines.append(f"| {LABELS[r['net']]} | {fmt} | {r['params']} | {r['step_s']:.2f}{spread} | {r['cpu_s']:.2f} | "
                      f"{r['step_s'] / best_plain:.2f}x |{vs_nni} {r['peak_rss_mb']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -202,6 +202,12 @@ def test_kill_and_resume_gives_the_same_arch(tmp_path):
                               ignore={"provenance"}, reference=reference, cwd=ROOT)
     assert outcome.killed and outcome.resumes >= 1
     assert outcome.equal, outcome.differences
+    # SIGKILL between two search steps of the second epoch (no write in flight).
+    outcome = kill_and_resume(args, tmp_path / "killed_step", "at:search-step:6",
+                              files=["arch.json", "arch.safetensors"], ignore={"provenance"},
+                              reference=reference, cwd=ROOT)
+    assert outcome.killed and outcome.resumes >= 1
+    assert outcome.equal, outcome.differences
 
 
 def _env() -> dict:

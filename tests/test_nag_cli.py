@@ -49,6 +49,14 @@ def test_generate_writes_picks_and_resumes_exactly(cli, table_csv, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "full" / "generator.safetensors").read_bytes() == \
         (tmp_path / "part" / "generator.safetensors").read_bytes()
+    # Killed inside the training loop (iteration 90 of 120, after the checkpoint at 60): the
+    # resumed run repeats iterations 60-90 and ends with the same generator.
+    killed = generate(cli, table_csv, tmp_path / "mid", env={"BUDGETNAS_KILL_AT": "generator-step:90"})
+    assert killed.returncode != 0 and not (tmp_path / "mid" / "picks.json").exists()
+    resumed = generate(cli, table_csv, tmp_path / "mid", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "full" / "generator.safetensors").read_bytes() == \
+        (tmp_path / "mid" / "generator.safetensors").read_bytes()
     # A trained generator answers new budgets without training.
     again = cli("generate", "--generator", tmp_path / "full" / "generator.json", "--table", table_csv,
                 "--accuracy", "acc", "--cost", "latency_ms", "--budget", "8.5", "--out", tmp_path / "query")

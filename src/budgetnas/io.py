@@ -111,19 +111,20 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    data = json.dumps(obj, indent=2, sort_keys=False, default=_json_default).encode() + b"\n"
+    data = json.dumps(obj, indent=2, sort_keys=False, default=json_default).encode() + b"\n"
     with atomic_write(path) as fh:
         fh.write(data)
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
     """Rewrite a whole JSON-lines log (logs live in checkpoints, so resume never duplicates rows)."""
-    data = "".join(json.dumps(r, default=_json_default) + "\n" for r in rows).encode()
+    data = "".join(json.dumps(r, default=json_default) + "\n" for r in rows).encode()
     with atomic_write(path) as fh:
         fh.write(data)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """`json.dumps(default=...)` for what runs write: tensors and numpy values, paths."""
     if isinstance(obj, torch.Tensor):
         return obj.tolist()
     if hasattr(obj, "item"):

@@ -6,7 +6,8 @@ Kill points:
   before it is renamed (the worst moment for a checkpoint);
 - "at:NAME:N": the N-th time the process passes the named point NAME (`budgetnas.io.fault_point`:
   "train-step" for each training step of `train` and of DNA teachers, "block-step" for each DNA
-  block-training step, "rate" after each DNA candidate is rated);
+  block-training step, "rate" after each DNA candidate is rated, "search-step" after each MGAS
+  search step, "generator-step" after each NAG generator iteration);
 - "time:S": after S seconds.
 After every kill the harness checks that each file in the run directory is complete (JSON parses,
 safetensors and checkpoints load); after the last run it checks no temporary file is left.

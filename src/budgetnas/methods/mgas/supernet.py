@@ -18,7 +18,9 @@ Cost-saving choices (identical results):
   beta*gate), so they cost no activation-sized tensor;
 - the ReLU in front of the conv ops and the parameter-free pools are computed once per source
   node and shared by every edge leaving it (same input, same stride);
-- committed-dead ops are skipped; gate-weighted sums use one fused multiply-add;
+- the op gates of ops that end in a BN (sep/dil convs, factorized-reduce skips) are folded into
+  that BN too, so only identities and pools are multiplied by their gate; committed-dead ops are
+  skipped; a node's sum is accumulated in place;
 - activations are channels_last and depthwise convs take the fast backward of
   `budgetnas.depthwise` (both several times faster on CPUs, same numbers).
 Shapes live only in tensors (convs and BNs run functionally; depthwise groups follow the weight),
@@ -154,13 +156,16 @@ class GatedConvOp(nn.Module):
         return [p.view_as(c.weight) for p, c in zip(pieces, convs)]
 
     def forward(self, x_relu: torch.Tensor, t_fil: torch.Tensor | None = None,
-                t_w: torch.Tensor | None = None) -> torch.Tensor:
+                t_w: torch.Tensor | None = None, op_gate: torch.Tensor | None = None) -> torch.Tensor:
+        """`op_gate`: the op's own gate, folded with the filter gates into the last BN (the
+        output comes out already weighted, with no activation-sized multiply)."""
         w = self.gated_weights(t_w) if t_w is not None else [None] * 4
         h = self.pw1(self.dw1(x_relu, w[0]), w[1])
         if self.kind == "sep":
             h = F.relu(self.bn_mid(h, self.gate("mid", t_fil)))
             h = self.pw2(self.dw2(h, w[2]), w[3])
-        return self.bn_out(h, self.gate("out", t_fil))
+        gate = self.gate("out", t_fil)
+        return self.bn_out(h, gate if op_gate is None else gate * op_gate)
 
 
 def make_search_op(name: str, channels: int, stride: int) -> nn.Module:
@@ -227,33 +232,74 @@ class SuperCell(nn.Module):
         relu_cache: dict[int, torch.Tensor] = {}
         pool_cache: dict[tuple[int, str], torch.Tensor] = {}
         for node in range(2, self.steps + 2):
-            total = None
+            node_sum = _NodeSum()
             for e, (src, dst) in enumerate(self.edges):
                 if dst != node:
                     continue
                 for o, name in enumerate(OPS):
                     if not alive[e][o]:
                         continue
-                    x = states[src]
+                    x, g = states[src], gates[e * n_o + o]
                     if name in CONV_OPS:
                         if src not in relu_cache:
                             relu_cache[src] = F.relu(x)
                         t_fil = self.t_fil[e, o] if search else None
                         t_w = self.t_w[e, o] if search else None
-                        out = self.ops[e][o](relu_cache[src], t_fil, t_w)
+                        node_sum.add(self.ops[e][o](relu_cache[src], t_fil, t_w, g))
                     elif name in POOL_OPS:
                         key = (src, name)
                         if key not in pool_cache:
                             pool_cache[key] = _pool(name, x, self.stride(src))
-                        out = pool_cache[key]
+                        node_sum.add(pool_cache[key], g)
+                    elif isinstance(self.ops[e][o], FactorizedReduce):
+                        node_sum.add(self.ops[e][o](x, g))
                     else:
-                        out = self.ops[e][o](x)
-                    g = gates[e * n_o + o]
-                    total = out * g if total is None else torch.addcmul(total, out, g)
+                        node_sum.add(self.ops[e][o](x), g)
+            total = node_sum.total
             if total is None:  # cannot happen once every node keeps an op; guard for safety
                 total = torch.zeros_like(states[1][:, :, ::self.stride(0), ::self.stride(0)])
-            states.append(total)
+            states.append(_DenseGrad.apply(total))
         return torch.cat(states[2:], dim=1)
+
+
+class _DenseGrad(torch.autograd.Function):
+    """Identity whose backward hands on a densely stored gradient. A node's gradient arrives as a
+    channel slice of the cell output's gradient (the backward of `cat`), a strided view in
+    channels_last; the ops feeding the node take it straight into BN backward (their gate is
+    folded into the BN), which is several times slower on strided tensors than one copy."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        if grad.dim() == 4 and not grad.is_contiguous() and not grad.is_contiguous(
+                memory_format=torch.channels_last):
+            return grad.contiguous(memory_format=torch.channels_last)
+        return grad
+
+
+class _NodeSum:
+    """sum_k g_k * out_k over a node's incoming ops. Ops with a BN at the end come in already
+    weighted (their gate folded into the BN); the others (identity, pools) are weighted here.
+    The running sum is updated in place once it is a tensor of its own (never a shared input
+    such as a cached pool or an identity's source)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.owned = False
+
+    def add(self, out: torch.Tensor, gate: torch.Tensor | None = None) -> None:
+        if self.total is None:
+            self.total, self.owned = (out, False) if gate is None else (out * gate, True)
+        elif not self.owned:
+            self.total = self.total + out if gate is None else torch.addcmul(self.total, out, gate)
+            self.owned = True
+        elif gate is None:
+            self.total.add_(out)
+        else:
+            self.total.addcmul_(out, gate)
 
 
 class StageHead(nn.Module):

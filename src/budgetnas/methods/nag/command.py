@@ -33,7 +33,7 @@ from pydantic import Field
 from ... import __version__
 from ...config import SearchOptions, add_model_arguments, resolve_options
 from ...errors import UserError
-from ...io import _json_default, load_checkpoint, save_checkpoint, write_json, write_jsonl
+from ...io import fault_point, json_default, load_checkpoint, save_checkpoint, write_json, write_jsonl
 from ...report import report_at_end, write_run_info
 from ...run import prepare_run_dir, seed_everything, set_threads
 from ...run import resolve_device
@@ -196,6 +196,7 @@ def _train(table, acc, cost, revealed, exact, opts: Options, out: Path,
 
     def on_step(iteration: int) -> None:
         bar.update(1)
+        fault_point("generator-step")
         if iteration % opts.checkpoint_every == 0 and iteration not in ends:
             _checkpoint(model, out, iteration, state["phase"], log)
 
@@ -225,7 +226,7 @@ def _checkpoint(model: NAGModel, out: Path, iteration: int, phase: int, log: lis
                                             "baseline": list(model.baseline), "log": log,
                                             "generator_tensors": model.tensors(),
                                             "generator_meta": json.dumps(model.metadata(),
-                                                                         default=_json_default)})
+                                                                         default=json_default)})
     write_jsonl(out / "log.jsonl", log)
 
 
