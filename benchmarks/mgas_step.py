@@ -249,10 +249,10 @@ def main() -> None:
     if args.nni_python:
         runs[2:2] = [("nni", False, args.nni_python), ("nni", True, args.nni_python)]
     rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     for rnd in range(args.rounds):
         for net, channels_last, python in runs:
             cmd = [python, __file__, "--child", net, *common] + (["--channels-last"] if channels_last else [])
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
             if out.returncode:
                 raise SystemExit(out.stderr[-3000:])
