@@ -29,10 +29,12 @@ from budgetnas.cli import main as cli_main
 from budgetnas.cost import count_params
 from budgetnas.data import load_dataset
 from budgetnas.io import load_safetensors
-from budgetnas.methods.dna.supernet import DEFAULT_OPS, CellSpec, parse_ops, stage_genotype
+from budgetnas.methods.dna.options import DEFAULT_OPS
+from budgetnas.methods.dna.supernet import CellSpec, parse_ops, stage_genotype
 from budgetnas.methods.dna.teacher import without_val
 from budgetnas.train.recipes import RECIPES
-from budgetnas.train.trainer import evaluate, train_model
+from budgetnas.train.loop import evaluate
+from budgetnas.train.trainer import train_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dna_doc import replace_section  # noqa: E402

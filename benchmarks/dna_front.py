@@ -20,9 +20,10 @@ import time
 
 import numpy as np
 
-from budgetnas.methods.dna.costs import CostTable, stage_cost, stage_sizes
+from budgetnas.cost.mbconv import MBConvCosts as CostTable, stage_cost, stage_sizes
 from budgetnas.methods.dna.pareto import BlockCandidates, merge_fronts
-from budgetnas.methods.dna.supernet import DEFAULT_OPS, parse_ops
+from budgetnas.methods.dna.options import DEFAULT_OPS
+from budgetnas.methods.dna.supernet import parse_ops
 from budgetnas.spaces.mbconv import CONFIG_DEFAULTS
 
 WIDTHS = [24, 40, 80, 112, 192, 320]

@@ -164,7 +164,8 @@ def mgas(channels: int, cells: int, classes: int):
     import torch
     import torch.nn.functional as F
 
-    from budgetnas.methods.mgas.search import SearchSettings, make_optimizers, regularizers
+    from budgetnas.methods.mgas.regularizers import make_optimizers, regularizers
+    from budgetnas.methods.mgas.settings import SearchSettings
     from budgetnas.methods.mgas.supernet import MGASSupernet
 
     net = MGASSupernet(channels=channels, layers=cells, in_channels=3, num_classes=classes)

@@ -26,9 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from budgetnas.methods.nag.baselines import per_budget, random_search  # noqa: E402
-from budgetnas.methods.nag.nag import NAGModel, Settings, table_oracle, train  # noqa: E402
-from budgetnas.methods.nag.table import load_table, nb201_costs  # noqa: E402
+from budgetnas.cost.nb201 import nb201_costs  # noqa: E402
+from budgetnas.methods.nag.model import NAGModel  # noqa: E402
+from budgetnas.methods.nag.per_budget import per_budget, random_search  # noqa: E402
+from budgetnas.methods.nag.settings import Settings  # noqa: E402
+from budgetnas.methods.nag.table import load_table  # noqa: E402
+from budgetnas.methods.nag.training import table_oracle, train  # noqa: E402
 
 CSV = ROOT.parent / "shared" / "data" / "nasbench201" / "nb201_cifar10.csv"
 COSTS = ["latency_ms_eyeriss", "latency_ms_fpga", "latency_ms_xeon_gold_6226", "latency_ms_titan_rtx_b1", "macs"]

@@ -55,19 +55,21 @@ def table(tmp_path_factory) -> str:
     return str(path)
 
 
+# Every command that writes a run directory opens it through the run context.
+CONTEXT = "budgetnas.runs.context"
+
+
 # name -> (argv before the fuzzed option, module whose `attribute` is replaced by the sentinel)
 def commands(table: str) -> dict[str, tuple[list[str], str, tuple[str, ...]]]:
     return {
-        "train": (["train", ARCH], "budgetnas.train.command", ("prepare_run_dir",)),
-        "search mgas": (["search", "mgas"], "budgetnas.methods.mgas.command", ("prepare_run_dir",)),
-        "search dna": (["search", "dna", "--target-params", "40000"], "budgetnas.methods.dna.command",
-                       ("prepare_run_dir",)),
-        "search darts": (["search", "darts"], "budgetnas.methods.baselines.darts_command", ("prepare_run_dir",)),
-        "search random": (["search", "random"], "budgetnas.methods.baselines.random_command",
-                          ("prepare_run_dir",)),
+        "train": (["train", ARCH], CONTEXT, ("prepare_run_dir",)),
+        "search mgas": (["search", "mgas"], CONTEXT, ("prepare_run_dir",)),
+        "search dna": (["search", "dna", "--target-params", "40000"], CONTEXT, ("prepare_run_dir",)),
+        "search darts": (["search", "darts"], CONTEXT, ("prepare_run_dir",)),
+        "search random": (["search", "random"], CONTEXT, ("prepare_run_dir",)),
         "generate": (["generate", "--table", table, "--accuracy", "acc", "--cost", "latency_ms"],
-                     "budgetnas.methods.nag.command", ("prepare_run_dir",)),
-        "profile": (["profile", ARCH], "budgetnas.cost.command", ("profile", "_sample")),
+                     CONTEXT, ("prepare_run_dir",)),
+        "profile": (["profile", ARCH], "budgetnas.cost.command", ("_profile", "_sample")),
         "export": (["export", ARCH, "--weights", "model.safetensors", "--format", "torchscript",
                     "--out", "model.pt"], "budgetnas.export", ("load_trained_model",)),
     }
@@ -127,6 +129,8 @@ def _model(words: list[str]):
     import importlib
 
     parser = _subparser(build_parser(), words)
+    if parser.get_default("_options") is not None:  # a method: its registered options class
+        return parser.get_default("_options")
     run = parser.get_default("_run")
     module = importlib.import_module(run.__module__)
     return next((v for v in vars(module).values() if isinstance(v, type) and hasattr(v, "model_fields")

@@ -12,7 +12,8 @@ from budgetnas.arch import load_arch
 from budgetnas.data import load_dataset
 from budgetnas.errors import UserError
 from budgetnas.methods.dna.blockwise import train_block
-from budgetnas.methods.dna.command import Options, build_blocks, student_config
+from budgetnas.methods.dna.options import DNAOptions as Options
+from budgetnas.methods.dna.setup import build_blocks, student_config
 from budgetnas.methods.dna.supernet import BlockSupernet, CellSpec, parse_ops
 from budgetnas.methods.dna.teacher import Teacher, default_taps
 from budgetnas.spaces.mbconv import CONFIG_DEFAULTS

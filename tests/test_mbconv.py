@@ -9,7 +9,7 @@ import torch
 from budgetnas.arch import Arch, build_model, validate_arch_dict
 from budgetnas.cost import count_macs, count_params
 from budgetnas.errors import ArchError
-from budgetnas.methods.dna.costs import CostTable, network_cost
+from budgetnas.cost.mbconv import MBConvCosts as CostTable, network_cost
 from budgetnas.spaces.mbconv import CONFIG_DEFAULTS, MBConv, tiny_config, tiny_genotype
 
 

@@ -12,12 +12,13 @@ import torch
 
 from budgetnas import build_model, load_arch
 from budgetnas.cost import count_nonzero
-from budgetnas.methods.mgas.command import MGASOptions, run_search
+from budgetnas.methods.mgas.options import MGASOptions
 from budgetnas.methods.mgas.derive import plan_network
 from budgetnas.methods.mgas.gates import gated_weight, magnitude_mask, score_gate, step, surrogate
 from budgetnas.methods.mgas.prune import commit, physical_prune, regrow
-from budgetnas.methods.mgas.search import Sizer, minimum_arch
+from budgetnas.methods.mgas.sizer import Sizer, minimum_arch
 from budgetnas.methods.mgas.supernet import GatedConvOp, MGASSupernet, SuperCell
+from budgetnas.runs import run_method
 from budgetnas.spaces.darts import OPS
 from budgetnas.testing import kill_and_resume
 
@@ -164,7 +165,8 @@ def test_every_node_keeps_its_strongest_op():
 # ------------------------------------------------------------------ target control
 def _search(tmp_path: Path, name: str, **extra) -> Path:
     opts = MGASOptions(**{**FAST, "out": tmp_path / name, **extra})
-    return run_search(opts, progress=False)
+    run_method("mgas", opts, progress=False)
+    return opts.out
 
 
 def test_targets_are_hit_within_3_percent(tmp_path):

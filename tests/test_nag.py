@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from budgetnas.errors import UserError
-from budgetnas.methods.nag.baselines import per_budget, random_search
-from budgetnas.methods.nag.models import concordance, encode
-from budgetnas.methods.nag.nag import NAGModel, Settings
+from budgetnas.methods.nag.files import load_model, save_model
+from budgetnas.methods.nag.model import NAGModel
+from budgetnas.methods.nag.networks import concordance, encode
+from budgetnas.methods.nag.per_budget import per_budget, random_search
+from budgetnas.methods.nag.settings import Settings
 from budgetnas.methods.nag.table import load_table
 from budgetnas.spaces.decisions import Decision, DecisionSpace
 
@@ -102,8 +104,8 @@ def test_generator_depends_on_the_budget(trained):
 
 def test_save_load_gives_the_same_picks(trained, tmp_path):
     table, acc, cost, model = trained
-    model.save(tmp_path / "generator")
-    loaded = NAGModel.load(tmp_path / "generator.json", table.space)
+    save_model(model, tmp_path / "generator")
+    loaded = load_model(tmp_path / "generator.json", table.space)
     for b in UNSEEN_BUDGETS:
         assert loaded.select(b, seed=3)["row"] == model.select(b, seed=3)["row"]
     assert not list(tmp_path.glob("*.pt")) and not list(tmp_path.glob("*.pkl"))
@@ -132,9 +134,9 @@ def test_gated_decisions_encode_inactive_slots_as_zero():
 
 def test_mbconv_decisions_round_trip():
     from budgetnas.arch import Arch, build_model
-    from budgetnas.methods.nag.spaces import decision_space_for
+    from budgetnas.spaces import decision_view
 
-    space, config = decision_space_for("mbconv", in_channels=1, input_size=8, num_classes=10)
+    space, config = decision_view("mbconv", in_channels=1, input_size=8, num_classes=10)
     rng = np.random.default_rng(0)
     for _ in range(3):
         row = space.sample(rng)
@@ -181,7 +183,7 @@ def _regret(acc, cost, idx, budgets):
 
 
 def test_adaptive_queries_stay_within_budget_and_beat_random_queries(synthetic_csv):
-    from budgetnas.methods.nag.nag import table_oracle, train
+    from budgetnas.methods.nag.training import table_oracle, train
 
     torch.set_num_threads(1)
     table = load_table(synthetic_csv)

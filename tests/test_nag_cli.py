@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from budgetnas.errors import UserError
-from budgetnas.methods.nag.latency_table import arch_from_genotype_string, collect_latency_table
+from budgetnas.arch import arch_from_genotype as arch_from_genotype_string
+from budgetnas.cost.latency_table import collect_latency_table
 from budgetnas.methods.nag.table import load_table
 
 from test_nag import synthetic_rows

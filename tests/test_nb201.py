@@ -57,19 +57,19 @@ def test_bad_strings_are_arch_errors(bad):
 
 def test_cost_composition_matches_full_builds(tmp_path, monkeypatch):
     monkeypatch.setenv("BUDGETNAS_CACHE", str(tmp_path))
-    from budgetnas.methods.nag.table import nb201_costs
+    from budgetnas.cost.nb201 import nb201_costs
 
     space = decision_space()
     rows = np.array([space.sample(np.random.default_rng(s)) for s in range(3)])
     costs = nb201_costs(rows, {"num_classes": 10})
-    assert list(tmp_path.glob("nb201_op_costs-*.json"))
+    assert list(tmp_path.glob("nb201_params-*.json")) and list(tmp_path.glob("nb201_macs-*.json"))
     for row, p, m in zip(rows, costs["params"], costs["macs"]):
         model = build_model(Arch("nb201", {}, space.to_genotype(row)))
         assert (count_params(model), count_macs(model, (3, 32, 32))) == (p, m)
 
 
 def test_profile_genotype_string():
-    from budgetnas.methods.nag.latency_table import arch_from_genotype_string
+    from budgetnas.arch import arch_from_genotype as arch_from_genotype_string
 
     arch = arch_from_genotype_string("nb201", THREE_CONV, in_channels=3, input_size=32, num_classes=10)
     assert count_params(build_model(arch)) == 802_426

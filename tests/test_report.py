@@ -19,8 +19,12 @@ import pytest
 
 from budgetnas.cli import main
 from budgetnas.errors import UserError
-from budgetnas.report import write_report, write_run_info
+from budgetnas.report import write_report
+from budgetnas.runs.provenance import write_run_info
+from budgetnas import drawing
 from budgetnas.report import drawings, plots
+from budgetnas.spaces import drawings as space_drawings
+from budgetnas.spaces.nb201 import EDGES, parse_arch_string
 from budgetnas.report.rundir import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,13 +295,13 @@ def test_pareto_front_and_cost_axis(tmp_path):
 
 def test_cell_graphs_without_graphviz(monkeypatch):
     small = json.loads(SMALL_ARCH.read_text())
-    monkeypatch.setattr(drawings.shutil, "which", lambda name: None)  # as on a machine without dot
+    monkeypatch.setattr(drawing.shutil, "which", lambda name: None)  # as on a machine without dot
     images, notes = drawings.draw_arch(small)
     assert not notes and len(images) == 1 + len(small["genotype"]["cells"])
     assert all(png.startswith(PNG) for _, png in images)
-    assert drawings.parse_nb201(NB201)[-1] == (2, 3, "nor_conv_3x3")
-    with pytest.raises(ValueError):
-        drawings.parse_nb201("|conv~3|")
+    assert list(zip(EDGES, parse_arch_string(NB201)))[-1] == ((2, 3), "nor_conv_3x3")
+    with pytest.raises(UserError):
+        parse_arch_string("|conv~3|")
     bad, notes = drawings.draw_arch({"space": "nb201", "genotype": "nonsense"})
     assert not bad and "could not be read" in notes[0]
 
@@ -305,8 +309,8 @@ def test_cell_graphs_without_graphviz(monkeypatch):
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz (dot) is not installed")
 def test_cell_graphs_with_graphviz():
     small = json.loads(SMALL_ARCH.read_text())
-    graph = drawings.darts_cell_graph(small["genotype"]["cells"][0], 0, 4)
-    assert drawings.draw_with_dot(graph).startswith(PNG)
+    graph = space_drawings.darts_cell_graph(small["genotype"]["cells"][0], 0, 4)
+    assert drawing.draw_with_dot(graph).startswith(PNG)
 
 
 def test_run_info_has_no_host_name(tmp_path):

@@ -82,8 +82,14 @@ def validate_arch_dict(obj: Any, *, where: str) -> None:
 
 
 def load_arch(path: str | Path) -> Arch:
-    """Read and fully validate an architecture file (and its masks file, if any)."""
+    """Read and fully validate an architecture file (and its masks file, if any); a run directory
+    stands for the arch.json inside it."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "arch.json").is_file():
+            raise ArchError("this directory holds no arch.json", where=str(path),
+                            fix="give an architecture file, or a search or train run directory")
+        path = path / "arch.json"
     obj = read_json(path, what="architecture file")
     where = str(path)
     validate_arch_dict(obj, where=where)
@@ -118,3 +124,18 @@ def build_model(arch: Arch, **config_overrides: Any) -> torch.nn.Module:
         arch = arch.with_config(**config_overrides)
         get_space(arch.space).validate(arch.config, arch.genotype, where="config override")
     return get_space(arch.space).build(arch)
+
+
+def arch_from_genotype(space: str, text: str, *, in_channels: int = 3, input_size: int = 32,
+                       num_classes: int = 10) -> Arch:
+    """An `Arch` named on the command line (`--space NAME --genotype STRING`): the space's default
+    network for this input shape with the genotype the space reads from `text` (NB201: the
+    benchmark's string; mbconv: JSON or choice indices; others: JSON)."""
+    impl = get_space(space, where="--space")
+    text = (text or "").strip()
+    if not text:
+        raise ArchError("empty genotype", where="--genotype")
+    config = impl.template(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
+    genotype = impl.parse_genotype(text, config)
+    impl.validate(config, genotype, where="--genotype")
+    return Arch(space, config, genotype, provenance={"method": "profile", "genotype": text})

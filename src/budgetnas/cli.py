@@ -1,7 +1,10 @@
-"""`budgetnas` command line: one subcommand per task, each implemented in its own module.
+"""`budgetnas` command line: `search <method>` and `generate` come from the method registry, the
+other commands from their own modules.
 
-A command module exposes `add_arguments(parser)` and `run(args) -> int | None`. Errors: a
-`UserError` prints one line and exits 2; anything unexpected exits 1.
+A command module exposes `add_arguments(parser)` and `run(args) -> int | None`; a method is run by
+`budgetnas.runs.run_method`. Building the parser imports no torch (option classes and command
+modules import heavy libraries only inside `run`), so `--help` and bad options answer at once.
+Errors: a `UserError` prints one line and exits 2; anything unexpected exits 1.
 """
 from __future__ import annotations
 
@@ -11,30 +14,14 @@ import sys
 import typing
 
 from . import __version__
-from .errors import UserError
+from .errors import UserError, one_line
 
-SEARCH_METHODS = {
-    "mgas": "budgetnas.methods.mgas.command",
-    "dna": "budgetnas.methods.dna.command",
-    "darts": "budgetnas.methods.baselines.darts_command",
-    "random": "budgetnas.methods.baselines.random_command",
-}
 COMMANDS = {
-    "generate": ("budgetnas.methods.nag.command", "NAG: train a budget-conditioned generator / query it"),
     "train": ("budgetnas.train.command", "retrain an architecture from scratch"),
     "profile": ("budgetnas.cost.command", "params (dense, non-zero), MACs, latency on a device"),
     "export": ("budgetnas.export", "export an architecture with weights to ONNX or TorchScript"),
     "report": ("budgetnas.report.command", "plots + HTML summary of runs"),
 }
-
-
-def _load(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -45,47 +32,58 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)} — fix: see '{self.prog} --help'\n")
 
 
-def one_line(text: str) -> str:
-    """Messages stay on one line whatever the user typed (a file name with a newline, say)."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .config import add_model_arguments
+    from .runs.registry import method_entries
+
     parser = OneLineParser(
         prog="budgetnas", description="Find the most accurate neural network for a budget.")
     parser.add_argument("--version", action="version", version=f"budgetnas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     search = sub.add_parser("search", help="search an architecture; writes a run directory")
     methods = search.add_subparsers(dest="method", metavar="METHOD", required=True)
-    for method, module_name in SEARCH_METHODS.items():
-        _add(methods, method, module_name, f"search with {method}")
+    for entry in method_entries():
+        parent = methods if entry.command[0] == "search" else sub
+        p = parent.add_parser(entry.command[-1], help=entry.help, description=entry.help)
+        add_model_arguments(p, entry.options)
+        p.set_defaults(_run=_method_runner(entry.name, entry.options), _options=entry.options)
     for name, (module_name, help_text) in COMMANDS.items():
-        _add(sub, name, module_name, help_text)
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
     return parser
 
 
-def _add(sub, name: str, module_name: str, help_text: str) -> None:
-    module = _load(module_name)
-    p = sub.add_parser(name, help=help_text if module else f"{help_text} (not available yet)",
-                       description=help_text)
-    if module is not None:
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-    else:
-        p.set_defaults(_run=None, _missing=name)
+def _method_runner(name: str, options: type):
+    def run(args: argparse.Namespace) -> int:
+        from .config import resolve_options
+        from .runs import run_method
+
+        run_method(name, resolve_options(options, args))
+        return 0
+    return run
 
 
+def quiet_openmp() -> None:
+    """Make OpenMP threads sleep instead of spin while they wait, unless the user chose a policy.
+
+    Spinning threads burn the cores that other work on the machine needs (several runs side by
+    side slowed down several times); the passive policy costs an idle machine little
+    (docs/benchmarks.md). It must be set before torch (and its OpenMP runtime) is loaded."""
+    import os
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_openmp()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed a one-line usage error (exit 2)
         return int(exc.code or 0)
-    if args._run is None:
-        print(f"budgetnas: '{args._missing}' is not available in this version", file=sys.stderr)
-        return 2
     try:
         code = args._run(args)
     except UserError as exc:

@@ -11,7 +11,7 @@ import argparse
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,6 +23,11 @@ MAX_THREADS = 1024  # torch crashes on absurd thread counts instead of refusing 
 MAX_IMAGE_SIZE = 4096  # beyond this one resized image alone takes gigabytes
 
 DatasetName = Literal["digits", "cifar10", "cifar100", "imagefolder", "synthetic"]
+# (channels, image size, classes) of each dataset, for commands that build networks without
+# reading data (profile --space, generate --table); an image folder's classes are unknown.
+DATASET_SHAPES: dict[str, tuple[int, int, int | None]] = {
+    "digits": (1, 8, 10), "synthetic": (3, 8, 4), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100),
+    "imagefolder": (3, 32, None)}
 
 
 class CommonOptions(BaseModel):
@@ -142,3 +147,40 @@ class SearchOptions(CommonOptions):
     """Options of the commands that search (search *, generate)."""
 
     report: bool = Field(True, description="write report.html into the run directory at the end")
+
+
+class TargetOptions(SearchOptions):
+    """The size a search aims for: one of these (`target()` refuses two)."""
+
+    target_params: int | None = Field(None, ge=1, description="non-zero parameters of the found network")
+    target_macs: int | None = Field(None, ge=1, description="MACs of the found network (one sample)")
+
+    def target(self) -> tuple[str, float] | None:
+        """(unit, value) of the one target given, or None; two targets are refused (exit 2)."""
+        given = [(unit, getattr(self, name)) for unit, name in TARGET_FIELDS.items()
+                 if getattr(self, name, None) is not None]
+        if len(given) > 1:
+            flags = "/".join("--" + TARGET_FIELDS[u].replace("_", "-") for u, _ in given)
+            raise UserError("give one target", where=flags, fix="keep one of them")
+        return given[0] if given else None
+
+
+TARGET_FIELDS = {"params": "target_params", "macs": "target_macs", "latency": "target_latency_ms"}
+
+
+class CellNetworkOptions(TargetOptions):
+    """Networks of DARTS cells scaled to a target by their width (the DARTS and random baselines)."""
+
+    preset: Literal["tiny", "darts8_c24", "darts14_c44"] = Field("tiny", description="size preset")
+    layers: int | None = Field(None, ge=1, le=64, description="number of cells (overrides the preset)")
+    channels: int | None = Field(None, ge=2, le=4096,
+                                 description="cell width C without a target (overrides the preset)")
+    batch_size: int | None = Field(None, ge=2, description="batch size (overrides the preset)")
+    stop_after: int | None = Field(None, ge=1, description="stop after this many steps of work (resumable)")
+
+    PRESETS: ClassVar[dict[str, dict]] = {}  # each method's preset values (cells, C, ...)
+
+    def preset_value(self, key: str, option: str) -> Any:
+        """The option if given, else the preset's value."""
+        value = getattr(self, option)
+        return self.PRESETS[self.preset][key] if value is None else value

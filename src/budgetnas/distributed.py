@@ -14,18 +14,25 @@ def world() -> tuple[int, int]:
 
 
 def init(device: torch.device) -> tuple[int, int]:
+    """Join the process group under torchrun: NCCL on GPUs, gloo on CPUs
+    (BUDGETNAS_DIST_BACKEND overrides, e.g. gloo for several processes sharing one GPU)."""
     rank, size = world()
     if size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = os.environ.get("BUDGETNAS_DIST_BACKEND") or ("nccl" if device.type == "cuda" else "gloo")
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local_gpu())
         dist.init_process_group(backend=backend)
     return rank, size
 
 
+def local_gpu() -> int:
+    """This process's GPU: its local rank, wrapped when processes outnumber GPUs."""
+    return int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count())
+
+
 def device_for_rank(device: torch.device) -> torch.device:
     if device.type == "cuda" and world()[1] > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", local_gpu())
     return device
 
 

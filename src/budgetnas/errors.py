@@ -19,3 +19,8 @@ class UserError(Exception):
 
 class ArchError(UserError):
     """An architecture file or genotype is inconsistent."""
+
+
+def one_line(text: str) -> str:
+    """Messages stay on one line whatever the user typed (a file name with a newline, say)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")

@@ -3,49 +3,39 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import sys
-import tempfile
 import typing
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .arch import build_model, load_arch
-from .cli import one_line
-from .errors import UserError
+from .errors import UserError, one_line
 from .io import atomic_write, load_safetensors
+from .onnx_export import DEFAULT_OPSET, MIN_OPSET, opset_range, to_onnx
+
+if TYPE_CHECKING:
+    import torch
 
 
 MAX_BATCH_SIZE = 1024  # the example only fixes shapes; tracing keeps every activation of the batch
 
 
-def opset_range() -> tuple[int, int]:
-    """Opsets the installed (TorchScript-based, dynamo=False) ONNX exporter supports."""
-    try:
-        from torch.onnx import _constants
-
-        return int(_constants.ONNX_MIN_OPSET), int(getattr(
-            _constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET))
-    except (ImportError, AttributeError):  # pragma: no cover - other torch layouts
-        return 7, 17
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("arch", help="architecture file (arch.json)")
+    parser.add_argument("arch", help="architecture file (arch.json), or a run directory holding one")
     parser.add_argument("--weights", required=True,
                         help="model.safetensors written by `budgetnas train` (or its run directory)")
     parser.add_argument("--format", required=True, choices=["onnx", "torchscript"], dest="fmt")
-    parser.add_argument("--out", required=True, help="output file")
-    low, high = opset_range()
+    parser.add_argument("--out", required=True,
+                        help="output file; an existing directory gets model.onnx (or model.pt) inside")
     parser.add_argument("--batch-size", type=int, default=1,
                         help=f"example batch size, 1 to {MAX_BATCH_SIZE} (dynamic in ONNX)")
-    parser.add_argument("--opset", type=int, default=min(17, high),
-                        help=f"ONNX opset version, {low} to {high}")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help=f"ONNX opset version, {MIN_OPSET} or newer (default {DEFAULT_OPSET})")
 
 
-def load_trained_model(arch_path: str | Path, weights: str | Path) -> tuple[torch.nn.Module, tuple]:
+def load_trained_model(arch_path: str | Path, weights: str | Path) -> tuple["torch.nn.Module", tuple]:
+    from .arch import build_model, load_arch
+
     arch = load_arch(arch_path)
     weights = Path(weights)
     if weights.is_dir():
@@ -75,26 +65,18 @@ class ExporterError(Exception):
         super().__init__(f"the {fmt} exporter failed on this model ({type(exc).__name__}: {_first_line(exc)})")
 
 
-def export_onnx(model: torch.nn.Module, example: torch.Tensor, out: Path, opset: int) -> None:
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=out.parent if out.parent.exists() else None)
-    os.close(fd)
+def export_onnx(model: "torch.nn.Module", example: "torch.Tensor", out: Path, opset: int) -> None:
     try:
-        torch.onnx.export(model, (example,), tmp, input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=opset, dynamo=False)
-        data = Path(tmp).read_bytes()
+        data = to_onnx(model, example, opset=opset)
     except Exception as exc:  # noqa: BLE001 - sorted into the user's values or an exporter failure
-        if "support for this operator was added in version" in str(exc).lower():
-            raise UserError(f"the model cannot be exported at opset {opset} ({_first_line(exc)})",
-                            where="--opset", fix=f"give a newer opset (up to {opset_range()[1]})") from None
         _raise_exporter_error("onnx", exc, example)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     with atomic_write(out) as fh:
         fh.write(data)
 
 
-def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path) -> None:
+def export_torchscript(model: "torch.nn.Module", example: "torch.Tensor", out: Path) -> None:
+    import torch
+
     try:
         traced = torch.jit.trace(model, example)
         buf = io.BytesIO()
@@ -105,7 +87,7 @@ def export_torchscript(model: torch.nn.Module, example: torch.Tensor, out: Path)
         fh.write(buf.getbuffer())
 
 
-def _raise_exporter_error(fmt: str, exc: BaseException, example: torch.Tensor) -> typing.NoReturn:
+def _raise_exporter_error(fmt: str, exc: BaseException, example: "torch.Tensor") -> typing.NoReturn:
     text = str(exc).lower()
     if isinstance(exc, MemoryError) or "out of memory" in text or "not enough memory" in text:
         raise UserError(f"tracing a batch of {example.shape[0]} inputs ran out of memory", where="--batch-size",
@@ -125,10 +107,12 @@ def check_options(args: argparse.Namespace) -> None:
     low, high = opset_range()
     if not low <= args.opset <= high:
         raise UserError(f"opset {args.opset} is not supported by the installed exporter", where="--opset",
-                        fix=f"give {low} to {high} (e.g. {min(17, high)})")
+                        fix=f"give {low} to {high} (e.g. {DEFAULT_OPSET})")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     check_options(args)
     model, shape = load_trained_model(args.arch, args.weights)
     try:
@@ -136,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, MemoryError):
         raise UserError(f"an example batch of {args.batch_size} inputs of shape {list(shape)} does not "
                         "fit in memory", where="--batch-size", fix="give a smaller batch size (e.g. 1)") from None
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = output_path(Path(args.out), args.fmt)
     try:
         # no_grad: the traced graph is the same, without autograd keeping every activation
         with warnings.catch_warnings(), torch.no_grad():  # and no exporter chatter
@@ -150,7 +133,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(model: torch.nn.Module, example: torch.Tensor, out: Path, args: argparse.Namespace) -> None:
+def output_path(out: Path, fmt: str) -> Path:
+    """--out as a file to write: an existing directory gets model.onnx / model.pt inside; a path
+    through a file is refused."""
+    if out.is_dir():
+        out = out / ("model.onnx" if fmt == "onnx" else "model.pt")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError("a part of this path is a file, not a directory", where=str(out),
+                        fix="give --out a file name in a directory (or an existing directory)") from None
+    if out.is_dir():
+        raise UserError("is a directory", where=str(out), fix="give --out a file name")
+    return out
+
+
+def _export(model: "torch.nn.Module", example: "torch.Tensor", out: Path, args: argparse.Namespace) -> None:
     if args.fmt == "onnx":
         try:
             import onnx  # noqa: F401

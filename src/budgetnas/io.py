@@ -15,8 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from .errors import UserError
 
 
@@ -125,12 +123,12 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
 
 def json_default(obj: Any) -> Any:
     """`json.dumps(default=...)` for what runs write: tensors and numpy values, paths."""
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # torch tensors, numpy arrays and scalars
         return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
@@ -147,6 +145,8 @@ def read_json(path: str | os.PathLike, *, what: str = "file") -> Any:
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """torch.save into a buffer, then write it atomically (a kill never leaves half a checkpoint)."""
+    import torch
+
     buf = io.BytesIO()
     torch.save(state, buf)
     with atomic_write(path) as fh:
@@ -155,6 +155,8 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Load a checkpoint without executing pickled code (weights_only=True)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise UserError("no checkpoint to resume from", where=str(path),

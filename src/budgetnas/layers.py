@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .depthwise import depthwise_conv2d
 
@@ -14,6 +15,32 @@ class ReLUConvBN(nn.Sequential):
                          nn.BatchNorm2d(c_out))
 
 
+def subsample(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Every `stride`-th pixel, stored densely in the input's memory format."""
+    fmt = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        and not x.is_contiguous() else torch.contiguous_format
+    return x[:, :, ::stride, ::stride].contiguous(memory_format=fmt)
+
+
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 conv with a stride, computed as the stride-1 conv of every stride-th pixel.
+
+    The same numbers (a 1x1 conv without padding reads only those pixels), and it avoids oneDNN's
+    strided 1x1 backward-weights kernel for AVX2 CPUs (torch 2.14.1, oneDNN 3.12), which writes
+    past its buffer with one thread on channels_last inputs of few channels: heap corruption,
+    then "corrupted double-linked list" and SIGABRT (docs/reliability.md). Parameters and
+    state-dict names are those of `nn.Conv2d`."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, bias: bool = False):
+        super().__init__(c_in, c_out, 1, stride=stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stride = self.stride[0]
+        if stride == 1:
+            return super().forward(x)
+        return F.conv2d(subsample(x, stride), self.weight, self.bias)
+
+
 class FactorizedReduce(nn.Module):
     """Halve the resolution with two offset stride-2 1x1 convs (keeps all pixels in play)."""
 
@@ -21,8 +48,8 @@ class FactorizedReduce(nn.Module):
         super().__init__()
         half = c_out // 2
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, half, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out - half, 1, stride=2, bias=False)
+        self.conv_1 = StridedPointwise(c_in, half, 2)
+        self.conv_2 = StridedPointwise(c_in, c_out - half, 2)
         self.bn = nn.BatchNorm2d(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

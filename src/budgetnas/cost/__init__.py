@@ -4,129 +4,23 @@ MACs convention: multiply-accumulates of convolutions and matrix products (linea
 bmm/addmm), counted by `torch.utils.flop_counter.FlopCounterMode` (which reports 2 FLOPs per MAC)
 for one input sample. BatchNorm, activations, pooling and additions are not counted, as in the
 DARTS and MobileNet literature. Weight masks do not lower MACs (dense kernels still run).
+
+Modules: `counts` (params, MACs, `profile`), `latency` (measured latency), `lookup` (additive
+per-choice cost tables, cached), `latency_table` (tables of sampled architectures for NAG),
+`nb201` (exact NB201 params/MACs from per-op costs). The names below load on first use, so that
+importing the package (e.g. for the CLI's help) does not load torch.
 """
 from __future__ import annotations
 
-import statistics
-import time
-from typing import Any
-
-import torch
-import torch.nn as nn
-
-from ..errors import UserError
-
-AUX_PREFIXES = ("auxiliary_head", "aux_heads", "stage_heads")
+_EXPORTS = {"count_params": "counts", "count_nonzero": "counts", "count_macs": "counts",
+            "profile": "counts", "AUX_PREFIXES": "counts", "measure_latency": "latency",
+            "check_threads": "latency", "onnx_latency": "latency"}
+__all__ = list(_EXPORTS)
 
 
-def count_params(model: nn.Module, *, include_aux: bool = False) -> int:
-    """Dense parameter count (auxiliary heads excluded unless asked)."""
-    return sum(p.numel() for n, p in model.named_parameters() if include_aux or not _is_aux(n))
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
 
-
-def count_nonzero(model: nn.Module, *, include_aux: bool = False) -> int:
-    """Parameters left by weight masks: a weight whose module has a `weight_mask` buffer counts
-    its mask's non-zeros; every other parameter counts in full (a BN bias that happens to be 0
-    is still a parameter). `torch.nn.utils.prune` uses the same buffer name."""
-    total = 0
-    for module_name, module in model.named_modules():
-        mask = getattr(module, "weight_mask", None)
-        for name, p in module.named_parameters(recurse=False):
-            full = f"{module_name}.{name}" if module_name else name
-            if not include_aux and _is_aux(full):
-                continue
-            masked = isinstance(mask, torch.Tensor) and name in ("weight", "weight_orig")
-            total += int(torch.count_nonzero(mask)) if masked else p.numel()
-    return total
-
-
-def _is_aux(name: str) -> bool:
-    return name.startswith(AUX_PREFIXES)
-
-
-def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
-    """MACs of one forward pass for one sample of shape `input_size` (C, H, W), eval mode."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    try:
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        x = torch.zeros(1, *input_size, device=device)
-        counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
-            model(x)
-        return int(counter.get_total_flops()) // 2
-    finally:
-        model.train(was_training)
-
-
-def check_threads(threads: int | None, *, where: str = "threads") -> None:
-    """None (keep torch's count) or 1..MAX_THREADS; torch raises on 0 or less and crashes the
-    process on absurd counts instead of refusing them."""
-    from ..config import MAX_THREADS
-
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise UserError(f"{threads} threads is out of range", where=where,
-                        fix=f"give 1 to {MAX_THREADS} (or leave it out to use torch's default)")
-
-
-def measure_latency(model: nn.Module, input_size: tuple[int, ...], *, device: str = "cpu",
-                    batch_size: int = 1, warmup: int = 10, runs: int = 50,
-                    threads: int | None = None) -> dict[str, Any]:
-    """Median wall time of `runs` forward passes after `warmup` ones, in milliseconds."""
-    if runs < 1 or warmup < 0 or batch_size < 1:
-        raise UserError("runs and batch size must be >= 1, warm-up >= 0", where="latency options")
-    check_threads(threads)
-    old_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    dev = torch.device(device)
-    model = model.to(dev).eval()
-    x = torch.randn(batch_size, *input_size, device=dev)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    times = []
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            sync()
-            for _ in range(runs):
-                start = time.perf_counter()
-                model(x)
-                sync()
-                times.append((time.perf_counter() - start) * 1000.0)
-    finally:
-        torch.set_num_threads(old_threads)
-    return {"latency_ms": statistics.median(times), "latency_runs": runs, "latency_warmup": warmup,
-            "latency_batch_size": batch_size, "latency_threads": threads or old_threads,
-            "latency_device": str(dev)}
-
-
-def profile(model_or_arch: Any, input_size: tuple[int, ...] | None = None, device: str | None = None,
-            *, latency: bool = False, **latency_options: Any) -> dict[str, Any]:
-    """Params (dense, non-zero), MACs and, with `latency=True` or a device given, latency.
-
-    Accepts a module (then `input_size` is required) or an `Arch` (input size from its config).
-    """
-    from ..arch import Arch, build_model
-
-    if isinstance(model_or_arch, Arch):
-        cfg = model_or_arch.config
-        input_size = input_size or (cfg.get("in_channels", 3), cfg["input_size"], cfg["input_size"])
-        model = build_model(model_or_arch)
-    elif isinstance(model_or_arch, nn.Module):
-        model = model_or_arch
-        if input_size is None:
-            raise UserError("input_size is required when profiling a module", where="profile")
-    else:
-        raise UserError(f"cannot profile a {type(model_or_arch).__name__}", where="profile",
-                        fix="pass an nn.Module or an Arch")
-    input_size = tuple(input_size)
-    result: dict[str, Any] = {"params_dense": count_params(model),
-                              "params_nonzero": count_nonzero(model),
-                              "macs": count_macs(model, input_size),
-                              "input_size": list(input_size)}
-    if latency or device is not None:
-        result.update(measure_latency(model, input_size, device=device or "cpu", **latency_options))
-    return result
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,17 +14,12 @@ import argparse
 import json
 import sys
 
-from ..arch import load_arch
+from ..config import DATASET_SHAPES
 from ..errors import UserError
-from ..run import resolve_device
-from . import check_threads, profile
-
-DATASET_SHAPES = {"digits": (1, 8, 10), "synthetic": (3, 8, 4), "cifar10": (3, 32, 10),
-                  "cifar100": (3, 32, 100), "imagefolder": (3, 32, None)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("arch", nargs="?", help="architecture file (arch.json)")
+    parser.add_argument("arch", nargs="?", help="architecture file (arch.json), or a run directory holding one")
     parser.add_argument("--space", help="space name, with --genotype or --sample instead of ARCH")
     parser.add_argument("--genotype", help="genotype string of --space (e.g. an NB201 arch string)")
     parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASET_SHAPES),
@@ -49,6 +44,9 @@ MAX_BATCH_SIZE = 65536  # one latency input beyond this is gigabytes
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs.rundir import resolve_device
+    from .latency import check_threads
+
     for name in ("batch_size", "runs"):
         if getattr(args, name) < 1:
             raise UserError("must be >= 1", where=f"--{name.replace('_', '-')}")
@@ -62,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.sample is not None:
         return _sample(args, device)
     arch = _resolve_arch(args)
-    result = profile(arch, device=device if args.latency else None, batch_size=args.batch_size,
+    result = _profile(arch, device=device if args.latency else None, batch_size=args.batch_size,
                      runs=args.runs, warmup=args.warmup, threads=args.threads)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -75,19 +73,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile(arch, **options):
+    from .counts import profile
+
+    return profile(arch, **options)
+
+
 def _resolve_arch(args: argparse.Namespace):
     if args.arch and (args.space or args.genotype):
         raise UserError("give either ARCH.json or --space with --genotype, not both", where="profile")
+    from ..arch import arch_from_genotype, load_arch
+
     if args.arch:
         return load_arch(args.arch)
     if not (args.space and args.genotype):
         raise UserError("nothing to profile", where="profile",
                         fix="give ARCH.json, or --space NAME --genotype STRING")
-    from ..methods.nag.latency_table import arch_from_genotype_string
-
     channels, size, classes = _input_shape(args)
-    return arch_from_genotype_string(args.space, args.genotype, in_channels=channels,
-                                     input_size=size, num_classes=classes)
+    return arch_from_genotype(args.space, args.genotype, in_channels=channels, input_size=size,
+                              num_classes=classes)
 
 
 def _input_shape(args: argparse.Namespace) -> tuple[int, int, int]:
@@ -107,7 +111,7 @@ def _sample(args: argparse.Namespace, device: str) -> int:
                         fix="e.g. --space mbconv --sample 200 --out latency.csv")
     if args.sample < 1:
         raise UserError("must be >= 1", where="--sample")
-    from ..methods.nag.latency_table import collect_latency_table
+    from .latency_table import collect_latency_table
 
     channels, size, classes = _input_shape(args)
     path = collect_latency_table(args.space, args.sample, backend=args.backend, device=device,

@@ -1,7 +1,7 @@
 """Run reports: `budgetnas report RUN_DIR [RUN_DIR ...]` -> one self-contained report.html.
 
-`write_report(run_dirs, out)` is what the command (and the end of search/generate) calls;
-`write_run_info(out_dir, argv, options)` records the command line for the report to show.
+`write_report(run_dirs, out)` is what the command (and the end of search/generate) calls. The
+report only reads run directories (run_info.json is written by `budgetnas.runs.provenance`).
 """
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from typing import Sequence
 
 from ..errors import UserError
 from ..io import atomic_write
-from .provenance import write_run_info
 from .rundir import Run, load_run
 
 REPORT_NAME = "report.html"
 
-__all__ = ["write_report", "write_run_info", "load_run", "Run", "report_path"]
+__all__ = ["write_report", "report_at_end", "load_run", "Run", "report_path"]
 
 
 def report_path(run_dirs: Sequence[Path], out: Path | None) -> Path:
@@ -55,7 +54,7 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path | None = None, 
 
 def report_at_end(run_dir: str | Path, enabled: bool = True) -> Path | None:
     """Write a finished search's report (rank 0); a page that fails never fails the search."""
-    from ..run import is_main_process
+    from ..runs.rundir import is_main_process
 
     if not enabled or not is_main_process():
         return None

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 from .. import __version__
 from . import drawings, plots
+from ..runs.registry import PlotSpec
 from .rundir import Run, number
 
 CSS = """
@@ -142,46 +143,39 @@ def details_table(run: Run) -> str:
 # --- per run sections -------------------------------------------------------------------------
 
 def run_plots(run: Run) -> tuple[list[tuple[str, bytes]], list[str]]:
-    """The plots that fit this run's method; notes for the ones that could not be drawn."""
+    """The plots the run's method asks for (its registry entry); notes for the ones that could
+    not be drawn. Training runs and unknown methods get their log over time."""
     images, notes = [], []
-
-    def add(png: bytes | None, caption: str, missing: str) -> None:
-        if png:
-            images.append((caption, png))
-        else:
-            notes.append(missing)
-
-    no_log = "no log.jsonl (or no numeric rows in it)"
-    method = run.method
-    if method == "train":
-        add(plots.over_time_plot(run.log, "Training curves"), "training curves: loss, accuracy, "
-            "learning rate, time and peak memory per epoch", f"training curves omitted: {no_log}")
-    elif method == "mgas":
-        add(plots.over_time_plot(run.log, "MGAS search over time",
-                                 only=["size", "remaining ratio per level", "lambda", "accuracy", "memory (MB)",
-                                       "loss", "regularizers"]),
-            "MGAS search over time: size against the target, remaining ratio per level, lambda, "
-            "accuracy, memory, loss and regularizers; dotted lines mark stage changes", f"search over time omitted: {no_log}")
-        add(plots.per_stage_plot(run.log), "MGAS: peak memory and time per stage",
-            "memory per stage omitted: the log has no stage and peak_memory_mb fields")
-    elif method == "dna":
-        add(plots.over_time_plot([r for r in run.log if r.get("stage") == "block"], "DNA block training",
-                                 only=["loss", "learning rate"], x_key="epoch"),
-            "block-wise distillation loss per block and epoch", f"block training curves omitted: {no_log}")
-        add(plots.dna_front_plot(run.front) if run.front else None,
-            "merged front of whole networks with the chosen one", "DNA front omitted: no front.json")
-    elif method == "nag":
-        picks = plots.nag_picks(run)
-        unit = str(run.info.get("unit") or run.info.get("metric") or plots.cost_metric([run]))
-        add(plots.nag_picks_plot(picks, unit=unit, true=plots.true_front(run, _metric_of(unit))) if picks else None,
-            "NAG: each budget against the cost and accuracy of its pick",
-            "picks against budgets omitted: no picks (picks.json or summary.json 'picks')")
-        add(plots.over_time_plot(run.log, "Generator training"), "generator training over time",
-            f"generator training omitted: {no_log}")
+    if run.method == "train":
+        specs = [PlotSpec("over_time", "training curves: loss, accuracy, learning rate, time and peak "
+                          "memory per epoch", f"training curves omitted: {NO_LOG}", {"title": "Training curves"})]
     else:
-        add(plots.over_time_plot(run.log, f"{method}: log over time"), "log.jsonl over time",
-            f"plots over time omitted: {no_log}")
+        specs = list(run.spec.plots if run.spec else ()) or [
+            PlotSpec("over_time", "log.jsonl over time", f"plots over time omitted: {NO_LOG}",
+                     {"title": f"{run.method}: log over time"})]
+    for spec in specs:
+        png = PLOTS[spec.kind](run, **spec.options)
+        if png:
+            images.append((spec.caption, png))
+        else:
+            notes.append(spec.missing)
     return images, notes
+
+
+def _over_time(run: Run, *, title: str, rows_where: dict | None = None, **options) -> bytes | None:
+    rows = [r for r in run.log if all(r.get(k) == v for k, v in (rows_where or {}).items())]
+    return plots.over_time_plot(rows, title, **options)
+
+
+def _picks(run: Run) -> bytes | None:
+    picks = plots.nag_picks(run)
+    unit = str(run.info.get("unit") or run.info.get("metric") or plots.cost_metric([run]))
+    return plots.nag_picks_plot(picks, unit=unit, true=plots.true_front(run, _metric_of(unit))) if picks else None
+
+
+NO_LOG = "no log.jsonl (or no numeric rows in it)"
+PLOTS = {"over_time": _over_time, "per_stage": lambda run: plots.per_stage_plot(run.log),
+         "front": lambda run: plots.dna_front_plot(run.front) if run.front else None, "picks": _picks}
 
 
 def _metric_of(unit: str) -> str:

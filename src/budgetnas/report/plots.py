@@ -10,27 +10,12 @@ import io
 import re
 from typing import Any, Iterable, Sequence
 
+from ..drawing import new_figure, to_png
 from .rundir import Run, number
 
 UNITS = {"params": "non-zero parameters", "macs": "MACs", "latency": "latency (ms)"}
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
           "#7f7f7f", "#bcbd22"]
-
-
-def new_figure(width: float, height: float):
-    """A matplotlib Figure bound to the Agg canvas (works headless, leaves pyplot untouched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def to_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    return buf.getvalue()
 
 
 def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -109,7 +94,7 @@ def extra_points(run: Run, metric: str) -> list[tuple[str, list[tuple[float, flo
     """Other (cost, accuracy) points a run left: sampled candidates of a random search (log rows
     with both numbers) and a baselines.json list."""
     groups = []
-    if run.method == "random":
+    if run.spec and run.spec.sampled_points:
         pts = [p for p in (_point(row, metric) for row in run.log) if p]
         groups.append(("sampled", pts))
     baselines = run.files.get("baselines.json")

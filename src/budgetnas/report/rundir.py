@@ -16,8 +16,6 @@ from typing import Any
 from ..errors import UserError
 from ..io import read_json
 
-SEARCH_METHODS = ("mgas", "dna", "darts", "random")
-BASELINE_METHODS = ("darts", "random")
 # Optional JSON files a method may leave beside summary.json; read when present.
 OPTIONAL_JSON = ("front.json", "run_info.json", "picks.json", "true_front.json", "baselines.json")
 
@@ -52,20 +50,23 @@ class Run:
         return "unknown"
 
     @property
+    def spec(self):
+        """How the method that wrote this run wants it shown (None: train or an unknown method)."""
+        from ..runs.registry import find_method
+
+        entry = find_method(self.method)
+        return entry.report if entry else None
+
+    @property
     def kind(self) -> str:
         """train, search, generate or other (an unknown method gets the generic page)."""
-        method = self.method
-        if method == "train":
+        if self.method == "train":
             return "train"
-        if method in SEARCH_METHODS:
-            return "search"
-        if method == "nag":
-            return "generate"
-        return "other"
+        return self.spec.kind if self.spec else "other"
 
     @property
     def is_baseline(self) -> bool:
-        return self.method in BASELINE_METHODS
+        return bool(self.spec and self.spec.baseline)
 
     @property
     def info(self) -> dict:

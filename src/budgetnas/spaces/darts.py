@@ -22,6 +22,7 @@ import torch.nn as nn
 from ..errors import ArchError
 from ..layers import AuxiliaryHead, DilConv, FactorizedReduce, Pool, ReLUConvBN, SepConv, drop_path
 from . import register_space
+from .base import Space, config_with_defaults, require_bool, require_int
 
 OPS = ("skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
        "avg_pool_3x3", "max_pool_3x3")
@@ -117,26 +118,6 @@ class DartsNetwork(nn.Module):
         return (logits, aux) if aux is not None else logits
 
 
-def _int(value: Any, where: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ArchError(f"must be an integer >= {minimum}, got {value!r}", where=where)
-    return value
-
-
-def validate_config(config: dict, where: str) -> dict:
-    unknown = config.keys() - CONFIG_DEFAULTS.keys()
-    if unknown:
-        raise ArchError(f"unknown setting(s) {', '.join(sorted(unknown))}", where=f"{where}: config",
-                        fix=f"allowed: {', '.join(CONFIG_DEFAULTS)}")
-    cfg = {**CONFIG_DEFAULTS, **config}
-    for key in ("in_channels", "num_classes", "input_size", "stem_channels", "steps"):
-        _int(cfg[key], f"{where}: config.{key}")
-    for key in ("pool_bn", "auxiliary"):
-        if not isinstance(cfg[key], bool):
-            raise ArchError(f"must be true or false, got {cfg[key]!r}", where=f"{where}: config.{key}")
-    return cfg
-
-
 def validate_cell(cell: Any, steps: int, where: str) -> None:
     if not isinstance(cell, dict):
         raise ArchError("each cell must be an object", where=where)
@@ -145,10 +126,7 @@ def validate_cell(cell: Any, steps: int, where: str) -> None:
         raise ArchError(f"unknown field(s) {', '.join(sorted(unknown))}", where=where)
     if not isinstance(cell.get("reduction"), bool):
         raise ArchError("'reduction' must be true or false", where=f"{where}.reduction")
-    channels = _int(cell.get("channels"), f"{where}.channels", 2)
-    if channels % 2:
-        raise ArchError(f"cell width must be even (FactorizedReduce splits it), got {channels}",
-                        where=f"{where}.channels")
+    require_int(cell.get("channels"), f"{where}.channels", 2)
     edges = cell.get("edges")
     if not isinstance(edges, list) or not edges:
         raise ArchError("'edges' must be a non-empty list", where=f"{where}.edges")
@@ -161,11 +139,11 @@ def validate_cell(cell: Any, steps: int, where: str) -> None:
         op = edge.get("op")
         if op not in OPS:
             raise ArchError(f"unknown op {op!r}", where=f"{ew}.op", fix=f"use one of {', '.join(OPS)}")
-        dst = _int(edge.get("to"), f"{ew}.to", 2)
+        dst = require_int(edge.get("to"), f"{ew}.to", 2)
         if dst > steps + 1:
             raise ArchError(f"node {dst} does not exist (cells have nodes 2..{steps + 1})",
                             where=f"{ew}.to")
-        src = _int(edge.get("from"), f"{ew}.from", 0)
+        src = require_int(edge.get("from"), f"{ew}.from", 0)
         if src >= dst:
             raise ArchError(f"an edge must go from an earlier node (from {src} to {dst})",
                             where=f"{ew}.from")
@@ -173,7 +151,7 @@ def validate_cell(cell: Any, steps: int, where: str) -> None:
             if op not in MID_OPS:
                 raise ArchError(f"'mid' (middle width) only applies to {' and '.join(MID_OPS)}",
                                 where=f"{ew}.mid")
-            _int(edge["mid"], f"{ew}.mid")
+            require_int(edge["mid"], f"{ew}.mid")
         if (src, dst, op) in seen:
             raise ArchError(f"op {op} appears twice on edge {src}->{dst}", where=ew)
         seen.add((src, dst, op))
@@ -190,11 +168,19 @@ def validate_cell(cell: Any, steps: int, where: str) -> None:
                             where=f"{where}.concat")
 
 
-class DartsSpace:
+class DartsSpace(Space):
     name = "darts"
+    CONFIG_DEFAULTS = CONFIG_DEFAULTS
 
-    def validate(self, config: dict, genotype: Any, *, where: str) -> None:
-        cfg = validate_config(config, where)
+    def check_config(self, config: Any, where: str) -> dict:
+        cfg = config_with_defaults(config, CONFIG_DEFAULTS, where)
+        for key in ("in_channels", "num_classes", "input_size", "stem_channels", "steps"):
+            require_int(cfg[key], f"{where}: config.{key}")
+        for key in ("pool_bn", "auxiliary"):
+            require_bool(cfg[key], f"{where}: config.{key}")
+        return cfg
+
+    def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
         if not isinstance(genotype, dict) or not isinstance(genotype.get("cells"), list) \
                 or not genotype["cells"]:
             raise ArchError("genotype must be {\"cells\": [...]} with at least one cell",
@@ -211,34 +197,16 @@ class DartsSpace:
             raise ArchError(f"aux_cell must index a cell (0..{len(genotype['cells']) - 1})",
                             where=f"{where}: config.aux_cell")
 
-    def build(self, arch, masks: dict | None = None) -> nn.Module:
-        model = DartsNetwork(arch.config, arch.genotype)
-        masks = arch.masks if masks is None else masks
-        if masks:
-            apply_weight_masks(model, masks, where=str(arch.path or "arch") + ": masks")
-        return model
+    def network(self, config: dict, genotype: Any) -> nn.Module:
+        return DartsNetwork(config, genotype)
 
+    def auxiliary_config(self) -> dict:
+        return {"auxiliary": True}
 
-def apply_weight_masks(model: nn.Module, masks: dict[str, torch.Tensor], *, where: str) -> None:
-    """Zero masked weights and keep them zero in training (their gradients are masked too).
+    def draw(self, arch: dict, *, use_dot: bool | None = None):
+        from .drawings import darts_drawings
 
-    With zero weights, zero gradients and zero initial momentum, SGD with weight decay never
-    revives a masked weight, so the module stays a plain `nn.Conv2d`.
-    """
-    params = dict(model.named_parameters())
-    for name, mask in masks.items():
-        if name not in params:
-            raise ArchError(f"mask {name!r} names no weight of the network", where=where,
-                            fix="re-export the architecture with its masks")
-        weight = params[name]
-        if tuple(mask.shape) != tuple(weight.shape):
-            raise ArchError(f"mask {name!r} has shape {tuple(mask.shape)}, the weight "
-                            f"{tuple(weight.shape)}", where=where, fix="re-export the architecture")
-        module = model.get_submodule(name.rsplit(".", 1)[0])
-        module.register_buffer("weight_mask", mask.to(weight.dtype).clone(), persistent=False)
-        with torch.no_grad():
-            weight.mul_(module.weight_mask)
-        weight.register_hook(lambda grad, m=module: grad * m.weight_mask)
+        return darts_drawings(arch, use_dot=use_dot)
 
 
 register_space(DartsSpace())

@@ -178,3 +178,14 @@ class DecisionSpace:
 def compact(indices: Sequence[int]) -> str:
     """'0-2-1-1' form used in table files."""
     return "-".join(str(int(v)) for v in indices)
+
+
+def parse_indices(text: str, n: int, *, where: str) -> list[int]:
+    """'2-0-1' (or '2,0,1') -> [2, 0, 1], refusing anything but `n` integers."""
+    try:
+        values = [int(p) for p in text.replace(",", "-").split("-") if p.strip()]
+    except ValueError:
+        raise UserError(f"expected choice indices like 2-0-1, got {text!r}", where=where) from None
+    if len(values) != n:
+        raise UserError(f"{len(values)} choice indices given; the space has {n} decisions", where=where)
+    return values

@@ -20,6 +20,10 @@ squeeze width is `se_ratio` x the layer's input channels; project 1x1 + BN; a re
 iff stride 1 and the input and output widths agree. `se_ratio` 0 switches SE off everywhere.
 
 Small inputs: `tiny_config` / `tiny_genotype` give a three-stage network for 8x8 or 32x32 images.
+
+Decision view (what generators and predictors see): per stage a depth (2, 3, 4), per layer a
+kernel (3, 5, 7) and an expansion (3, 4, 6), as in the OFA MobileNetV3 space of the NAG paper;
+layers beyond the stage's depth are inactive; stage widths and strides come from the template.
 """
 from __future__ import annotations
 
@@ -28,9 +32,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..errors import ArchError
+from ..errors import ArchError, UserError
 from ..layers import drop_path
 from . import register_space
+from .base import Space, config_with_defaults, require_int
+from .decisions import Decision, DecisionSpace, parse_indices
 
 CONFIG_DEFAULTS: dict[str, Any] = {
     "in_channels": 3, "num_classes": 10, "input_size": 32, "stem_channels": 32, "stem_stride": 2,
@@ -154,23 +160,11 @@ class MBConvNetwork(nn.Module):
 
 # --- validation --------------------------------------------------------------------------------
 
-def _int(value: Any, where: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ArchError(f"must be an integer >= {minimum}, got {value!r}", where=where)
-    return value
-
-
 def validate_config(config: Any, where: str) -> dict:
-    if not isinstance(config, dict):
-        raise ArchError("'config' must be an object", where=f"{where}: config")
-    unknown = config.keys() - CONFIG_DEFAULTS.keys()
-    if unknown:
-        raise ArchError(f"unknown setting(s) {', '.join(sorted(unknown))}", where=f"{where}: config",
-                        fix=f"allowed: {', '.join(CONFIG_DEFAULTS)}")
-    cfg = {**CONFIG_DEFAULTS, **config}
+    cfg = config_with_defaults(config, CONFIG_DEFAULTS, where)
     for key in ("in_channels", "num_classes", "input_size", "stem_channels", "first_channels",
                 "head_channels"):
-        _int(cfg[key], f"{where}: config.{key}")
+        require_int(cfg[key], f"{where}: config.{key}")
     if cfg["stem_stride"] not in (1, 2) or isinstance(cfg["stem_stride"], bool):
         raise ArchError(f"must be 1 or 2, got {cfg['stem_stride']!r}", where=f"{where}: config.stem_stride")
     ratio = cfg["se_ratio"]
@@ -194,8 +188,8 @@ def validate_layer(layer: Any, where: str) -> None:
     if unknown:
         raise ArchError(f"unknown field(s) {', '.join(sorted(unknown))}", where=where,
                         fix="a layer has expansion, kernel and optionally se")
-    _int(layer.get("expansion"), f"{where}.expansion")
-    kernel = _int(layer.get("kernel"), f"{where}.kernel")
+    require_int(layer.get("expansion"), f"{where}.expansion")
+    kernel = require_int(layer.get("kernel"), f"{where}.kernel")
     if kernel % 2 == 0:
         raise ArchError(f"kernel must be odd (same padding), got {kernel}", where=f"{where}.kernel")
     if "se" in layer and not isinstance(layer["se"], bool):
@@ -217,7 +211,7 @@ def validate_genotype(genotype: Any, cfg: dict, where: str) -> None:
         sw = f"{where}: genotype.stages[{i}]"
         if not isinstance(stage, dict) or stage.keys() - {"channels", "layers"}:
             raise ArchError("a stage is {\"channels\": C, \"layers\": [...]}", where=sw)
-        _int(stage.get("channels"), f"{sw}.channels")
+        require_int(stage.get("channels"), f"{sw}.channels")
         layers = stage.get("layers")
         if not isinstance(layers, list) or not layers:
             raise ArchError("'layers' must be a non-empty list", where=f"{sw}.layers")
@@ -225,20 +219,36 @@ def validate_genotype(genotype: Any, cfg: dict, where: str) -> None:
             validate_layer(layer, f"{sw}.layers[{j}]")
 
 
-class MBConvSpace:
+class MBConvSpace(Space):
     name = "mbconv"
+    CONFIG_DEFAULTS = CONFIG_DEFAULTS
 
-    def validate(self, config: dict, genotype: Any, *, where: str) -> None:
-        validate_genotype(genotype, validate_config(config, where), where)
+    def check_config(self, config: Any, where: str) -> dict:
+        return validate_config(config, where)
 
-    def build(self, arch, masks: dict | None = None) -> nn.Module:
-        model = MBConvNetwork(arch.config, arch.genotype)
-        masks = arch.masks if masks is None else masks
-        if masks:
-            from .darts import apply_weight_masks
+    def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
+        validate_genotype(genotype, cfg, where)
 
-            apply_weight_masks(model, masks, where=str(arch.path or "arch") + ": masks")
-        return model
+    def network(self, config: dict, genotype: Any) -> nn.Module:
+        return MBConvNetwork(config, genotype)
+
+    def template(self, *, in_channels: int, num_classes: int, input_size: int) -> dict:
+        return mbconv_template(in_channels=in_channels, num_classes=num_classes, input_size=input_size)[0]
+
+    def decisions(self, config: dict):
+        return decisions_for(config)
+
+    def parse_genotype(self, text: str, config: dict) -> Any:
+        """A JSON genotype, or choice indices (`2-0-1-...`) in the decision order."""
+        if text.startswith("{"):
+            return super().parse_genotype(text, config)
+        decisions = self.decisions(config)
+        return decisions.to_genotype(parse_indices(text, len(decisions), where="--genotype"))
+
+    def draw(self, arch: dict, *, use_dot: bool | None = None):
+        from .drawings import mbconv_drawings
+
+        return mbconv_drawings(arch)
 
 
 def tiny_config(in_channels: int = 1, num_classes: int = 10, input_size: int = 8) -> dict:
@@ -255,6 +265,69 @@ def tiny_genotype() -> dict:
         {"channels": 16, "layers": [{"expansion": 3, "kernel": 3}]},
         {"channels": 24, "layers": [{"expansion": 6, "kernel": 3}, {"expansion": 3, "kernel": 3}]},
         {"channels": 32, "layers": [{"expansion": 6, "kernel": 3}, {"expansion": 3, "kernel": 5}]}]}
+
+
+# --- the decision view (generators and predictors) ---------------------------------------------
+
+MBCONV_DEPTHS = (2, 3, 4)
+MBCONV_KERNELS = (3, 5, 7)
+MBCONV_EXPANSIONS = (3, 4, 6)
+
+
+def mbconv_template(*, in_channels: int = 3, num_classes: int = 10, input_size: int = 32) -> tuple[dict, list[int]]:
+    """(config, stage widths): three small stages for <=16 px inputs, the five OFA-style stages
+    (24, 40, 80, 112, 160) otherwise."""
+    if input_size <= 16:
+        return tiny_config(in_channels, num_classes, input_size), template_widths(input_size)
+    config = {**CONFIG_DEFAULTS, "in_channels": in_channels, "num_classes": num_classes,
+              "input_size": input_size, "stem_stride": 1 if input_size <= 64 else 2,
+              "strides": [2, 2, 2, 1, 2]}
+    return config, template_widths(input_size)
+
+
+def template_widths(input_size: int) -> list[int]:
+    return [16, 24, 32] if input_size <= 16 else [24, 40, 80, 112, 160]
+
+
+def mbconv_decisions(widths: list[int], *, depths: tuple = MBCONV_DEPTHS,
+                     kernels: tuple = MBCONV_KERNELS, expansions: tuple = MBCONV_EXPANSIONS) -> DecisionSpace:
+    decisions = []
+    for s in range(len(widths)):
+        decisions.append(Decision(f"depth_{s}", tuple(depths)))
+        for layer in range(max(depths)):
+            gate = (f"depth_{s}", layer + 1) if layer + 1 > min(depths) else None
+            decisions.append(Decision(f"kernel_{s}_{layer}", tuple(kernels), gate))
+            decisions.append(Decision(f"expansion_{s}_{layer}", tuple(expansions), gate))
+
+    def to_genotype(values: dict) -> dict:
+        return {"stages": [{"channels": widths[s], "layers": [
+            {"expansion": values[f"expansion_{s}_{j}"], "kernel": values[f"kernel_{s}_{j}"]}
+            for j in range(values[f"depth_{s}"])]} for s in range(len(widths))]}
+
+    def from_genotype(genotype: Any) -> dict:
+        stages = genotype.get("stages") if isinstance(genotype, dict) else None
+        if not isinstance(stages, list) or len(stages) != len(widths):
+            raise UserError(f"expected {len(widths)} stages", where="mbconv genotype")
+        values: dict = {}
+        for s, stage in enumerate(stages):
+            if stage.get("channels") != widths[s]:
+                raise UserError(f"stage {s} has {stage.get('channels')} channels; this template "
+                                f"uses {widths[s]}", where="mbconv genotype")
+            layers = stage.get("layers") or []
+            values[f"depth_{s}"] = len(layers)
+            for j, layer in enumerate(layers):
+                values[f"kernel_{s}_{j}"] = layer.get("kernel")
+                values[f"expansion_{s}_{j}"] = layer.get("expansion")
+        return values
+
+    return DecisionSpace(decisions, name="mbconv", to_genotype=to_genotype, from_genotype=from_genotype)
+
+
+
+
+def decisions_for(config: dict) -> DecisionSpace:
+    """The decision view for a template config (its input size fixes the stage widths)."""
+    return mbconv_decisions(template_widths(config["input_size"]))
 
 
 register_space(MBConvSpace())

@@ -22,7 +22,9 @@ import torch
 import torch.nn as nn
 
 from ..errors import ArchError
+from ..layers import ReLUConvBN
 from . import register_space
+from .base import Space, config_with_defaults, require_int
 from .decisions import Decision, DecisionSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -77,13 +79,6 @@ def decision_space() -> DecisionSpace:
 
 # --- network ------------------------------------------------------------------------------------
 
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1):
-        super().__init__(nn.ReLU(inplace=False),
-                         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out))
-
-
 class Zero(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.mul(0.0)
@@ -97,7 +92,7 @@ def make_op(name: str, channels: int) -> nn.Module:
     if name == "nor_conv_1x1":
         return ReLUConvBN(channels, channels, 1)
     if name == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3)
+        return ReLUConvBN(channels, channels, 3, padding=1)
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     raise ValueError(f"unknown op {name!r}")
@@ -121,8 +116,8 @@ class ResNetBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3)
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, stride=2, padding=1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, padding=1)
         self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2),
                                       nn.Conv2d(c_in, c_out, 1, bias=False))
 
@@ -156,39 +151,40 @@ class NB201Network(nn.Module):
 
 # --- validation and the space object ----------------------------------------------------------
 
-def validate_config(config: Any, where: str) -> dict:
-    if not isinstance(config, dict):
-        raise ArchError("'config' must be an object", where=f"{where}: config")
-    unknown = config.keys() - CONFIG_DEFAULTS.keys()
-    if unknown:
-        raise ArchError(f"unknown setting(s) {', '.join(sorted(unknown))}", where=f"{where}: config",
-                        fix=f"allowed: {', '.join(CONFIG_DEFAULTS)}")
-    cfg = {**CONFIG_DEFAULTS, **config}
-    for key in CONFIG_DEFAULTS:
-        value = cfg[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ArchError(f"must be an integer >= 1, got {value!r}", where=f"{where}: config.{key}")
-    if cfg["input_size"] < 4:
-        raise ArchError("input_size must be >= 4 (two stride-2 reductions)",
-                        where=f"{where}: config.input_size")
-    return cfg
-
-
-class NB201Space:
+class NB201Space(Space):
     name = "nb201"
+    CONFIG_DEFAULTS = CONFIG_DEFAULTS
 
-    def validate(self, config: dict, genotype: Any, *, where: str) -> None:
-        validate_config(config, where)
+    def check_config(self, config: Any, where: str) -> dict:
+        cfg = config_with_defaults(config, CONFIG_DEFAULTS, where)
+        for key in CONFIG_DEFAULTS:
+            require_int(cfg[key], f"{where}: config.{key}")
+        if cfg["input_size"] < 4:
+            raise ArchError("input_size must be >= 4 (two stride-2 reductions)",
+                            where=f"{where}: config.input_size")
+        return cfg
+
+    def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
         parse_arch_string(genotype, where=f"{where}: genotype")
 
-    def build(self, arch, masks: dict | None = None) -> nn.Module:
-        model = NB201Network(arch.config, arch.genotype)
-        masks = arch.masks if masks is None else masks
-        if masks:
-            from .darts import apply_weight_masks
+    def network(self, config: dict, genotype: Any) -> nn.Module:
+        return NB201Network(config, genotype)
 
-            apply_weight_masks(model, masks, where=str(arch.path or "arch") + ": masks")
-        return model
+    def decisions(self, config: dict) -> DecisionSpace:
+        return decision_space()
+
+    def parse_genotype(self, text: str, config: dict) -> str:
+        return text
+
+    def draw(self, arch: dict, *, use_dot: bool | None = None):
+        from .drawings import nb201_drawings
+
+        text = arch.get("genotype")
+        try:
+            ops = parse_arch_string(text)
+        except ArchError as exc:
+            return [], [f"the NAS-Bench-201 genotype could not be read ({exc})"]
+        return nb201_drawings(text, [(s, t, op) for (s, t), op in zip(EDGES, ops)], use_dot=use_dot)
 
 
 register_space(NB201Space())

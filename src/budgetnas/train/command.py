@@ -2,18 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Literal
 
 from pydantic import Field
 
-from ..arch import load_arch, save_arch
 from ..config import CommonOptions, add_model_arguments, resolve_options
-from ..data import load_dataset_for
-from ..report.provenance import write_run_info
-from ..run import prepare_run_dir, resolve_device, set_threads
 from .recipes import RECIPES, Recipe, default_recipe_name
-from .trainer import train_model
 
 
 class TrainOptions(CommonOptions):
@@ -32,7 +26,7 @@ class TrainOptions(CommonOptions):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("arch", help="architecture file (arch.json)")
+    parser.add_argument("arch", help="architecture file (arch.json), or a run directory holding one")
     add_model_arguments(parser, TrainOptions)
 
 
@@ -44,30 +38,30 @@ def make_recipe(opts: TrainOptions) -> Recipe:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..arch import load_arch, save_arch
+    from ..runs.context import RunContext
+    from ..runs.progress import EpochLines
+    from .trainer import train_model
+
     opts = resolve_options(TrainOptions, args)
     arch = load_arch(args.arch)
-    set_threads(opts.threads)
-    device = resolve_device(opts.device)
-    dataset = load_dataset_for(opts)
-    out = prepare_run_dir(opts.out, "train", resume=opts.resume)
-    write_run_info(out, None, opts, device=device)
+    ctx = RunContext("train", opts)
+    out = ctx.open()
     save_arch(arch, out, "arch.json")
     recipe = make_recipe(opts)
-    metrics = train_model(arch, dataset, out, recipe, seed=opts.seed, device=device,
-                          resume=opts.resume, stop_after=opts.stop_after)
+    metrics = train_model(arch, ctx.dataset, out, recipe, seed=opts.seed, device=ctx.device,
+                          resume=opts.resume, stop_after=opts.stop_after, options=ctx.fingerprint(),
+                          on_epoch=EpochLines("train"))
     if not metrics.get("finished", True):
         print(f"stopped after epoch {metrics['epochs']}; continue with: budgetnas train {args.arch} "
               f"--out {out} --resume")
         return 0
-    print_table({"test_acc": f"{metrics['test_acc']:.4f}", "epochs": metrics["epochs"],
-                 "params_nonzero": metrics["params_nonzero"], "macs": metrics["macs"],
-                 "train_seconds": metrics["train_seconds"], "run_dir": str(out)})
+    from ..runs.summary import print_table
+
+    print_table("training finished", {
+        "test_acc": f"{metrics['test_acc']:.4f}", "epochs": metrics["epochs"],
+        "params_nonzero": metrics["params_nonzero"], "macs": metrics["macs"],
+        "train_seconds": metrics["train_seconds"], "run_dir": str(out)})
     return 0
-
-
-def print_table(rows: dict, file=sys.stdout) -> None:
-    width = max(len(k) for k in rows)
-    for key, value in rows.items():
-        print(f"  {key:<{width}}  {value}", file=file)
 
 

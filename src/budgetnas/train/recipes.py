@@ -1,4 +1,4 @@
-"""Retraining recipes. `cifar10`/`cifar100` follow mgas.md §7; `quick` suits the built-in digits."""
+"""Retraining recipes. `cifar10`/`cifar100` follow docs/mgas.md §7; `quick` suits the built-in digits."""
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -7,12 +7,9 @@ uninterrupted run would (bit-identical on CPU).
 """
 from __future__ import annotations
 
-import math
-import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -22,49 +19,35 @@ from .. import distributed as dist_utils
 from ..arch import Arch, build_model
 from ..cost import count_macs, count_nonzero, count_params
 from ..data import Augment, Dataset, batches
-from ..errors import UserError
 from ..io import fault_point, load_checkpoint, save_checkpoint, save_safetensors, write_json, write_jsonl
+from ..spaces import get_space
+from .loop import epoch_seed, evaluate, peak_memory_mb, stop_if_not_finite
 from .recipes import Recipe
 
 CHECKPOINT = "checkpoint.pt"
 
 
 def model_for_dataset(arch: Arch, dataset: Dataset, *, auxiliary: bool) -> nn.Module:
-    """Build `arch` with the classes, channels and input size of `dataset` (cross-dataset transfer)."""
-    overrides: dict[str, Any] = {"num_classes": dataset.num_classes, "in_channels": dataset.channels,
-                                 "input_size": dataset.input_size}
-    if auxiliary and arch.space == "darts":
-        overrides["auxiliary"] = True
+    """Build `arch` with the classes, channels and input size of `dataset` (cross-dataset
+    transfer), with the space's auxiliary head when the recipe trains one."""
+    overrides = {"num_classes": dataset.num_classes, "in_channels": dataset.channels,
+                 "input_size": dataset.input_size}
+    if auxiliary:
+        overrides.update(get_space(arch.space).auxiliary_config())
     return build_model(arch, **overrides)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return seed * 1_000_003 + epoch
-
-
-def evaluate(model: nn.Module, dataset: Dataset, split, device: torch.device,
-             batch_size: int = 256) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for x, y in batches(split, dataset, batch_size, device=device):
-            correct += int((model(x).argmax(1) == y).sum())
-    return correct / max(1, len(split))
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed: int = 0,
                 device: torch.device = torch.device("cpu"), resume: bool = False,
-                stop_after: int | None = None, progress: bool = True) -> dict:
+                stop_after: int | None = None, progress: bool = True,
+                options: dict | None = None, on_epoch=None) -> dict:
     """Train `arch` from scratch on `dataset` and write metrics.json, model.safetensors,
     checkpoint.pt and log.jsonl into `out`. Returns the metrics.
 
     `stop_after` ends the process's work after that many epochs (the run stays resumable).
+    `options`: what the run was started with; stored in the checkpoint, and a resume with other
+    options is refused, naming the option. `on_epoch(row, total)` is called after every epoch on
+    rank 0 (the train command prints a line per epoch when its output is not a terminal).
     """
     rank, world_size = dist_utils.init(device)
     device = dist_utils.device_for_rank(device)
@@ -77,6 +60,10 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
     start_epoch, log, seconds = 0, [], 0.0
     if resume:
         state = load_checkpoint(out / CHECKPOINT)
+        if options is not None:
+            from ..runs.context import check_same_options
+
+            check_same_options(state.get("options", {}), options, where=out)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -113,12 +100,8 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
                 loss = criterion(logits, y)
                 if aux is not None:
                     loss = loss + recipe.auxiliary_weight * criterion(aux, y)
-            if not math.isfinite(loss.item()):
-                kept = (f"the checkpoint of epoch {epoch} is kept" if epoch else
-                        "no epoch had finished, so no checkpoint was written")
-                raise UserError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                f"training stopped and {kept}", where=str(out),
-                                fix="lower --lr, keep --grad-clip on, or check the data")
+            stop_if_not_finite(loss, what="training", epoch=epoch, step=step, where=out, kept=epoch > 0,
+                               fix="lower --lr, keep --grad-clip on, or check the data")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.grad_clip > 0:
@@ -133,14 +116,17 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
         seconds += time.perf_counter() - started
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss_sum / max(count, 1), "train_acc": correct / max(count, 1),
-               "seconds": round(seconds, 3), "peak_memory_mb": round(_peak_memory_mb(device), 1)}
+               "seconds": round(seconds, 3), "peak_memory_mb": round(peak_memory_mb(device), 1)}
         log.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}")
+        if on_epoch is not None and rank == 0:
+            on_epoch(row, recipe.epochs)
         if rank == 0:
             save_checkpoint(out / CHECKPOINT, {"model": model.state_dict(), "epoch": epoch,
                                                "optimizer": optimizer.state_dict(),
                                                "scheduler": scheduler.state_dict(), "log": log,
-                                               "seconds": seconds, "seed": seed})
+                                               "seconds": seconds, "seed": seed,
+                                               "options": options or {}})
             write_jsonl(out / "log.jsonl", log)
         done_here += 1
     if not log or log[-1]["epoch"] < recipe.epochs:

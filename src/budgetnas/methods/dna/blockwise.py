@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -25,7 +24,9 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ...data import Dataset, batches
+from ...errors import UserError
 from ...io import fault_point, load_checkpoint, read_json, save_checkpoint, write_json
+from ...train.loop import stop_if_not_finite
 from .supernet import BlockSupernet
 from .teacher import Teacher
 
@@ -70,8 +71,6 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
     if ckpt.is_file():
         state = load_checkpoint(ckpt)
         if state.get("fingerprint") != key:
-            from ...errors import UserError
-
             raise UserError(f"block {block.index} in this run was trained with other settings",
                             where=str(directory), fix="use another --out, or the same options as before")
         block.load_state_dict(state["model"])
@@ -95,7 +94,9 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
             depth = block.cells[cell].spec.depth
             path = tuple(int(v) for v in torch.randint(len(block.ops), (depth,), generator=gen))
             loss = nn.functional.mse_loss(block(inputs, cell, path), target)
-            stop_if_not_finite(loss, f"block {block.index}", epoch, step, directory / BLOCK_CHECKPOINT)
+            stop_if_not_finite(loss, what=f"block {block.index}", epoch=epoch, step=step, where=directory,
+                               kept=epoch > 0 and (directory / BLOCK_CHECKPOINT).is_file(),
+                               fix="lower --lr, or check the data and the teacher")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -113,21 +114,6 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
     if start >= epochs and ckpt.is_file():
         block.load_state_dict(load_checkpoint(ckpt)["model"])
     return log
-
-
-def stop_if_not_finite(loss: torch.Tensor, what: str, epoch: int, step: int, checkpoint: Path) -> None:
-    """A NaN or infinite loss stops the run with a clear message (exit code 2); the checkpoint of
-    the last finished epoch, if any, stays as it was."""
-    value = float(loss.detach())
-    if math.isfinite(value):
-        return
-    from ...errors import UserError
-
-    kept = (f"the checkpoint of epoch {epoch} is kept" if epoch and Path(checkpoint).is_file()
-            else "no epoch had finished, so no checkpoint was written")
-    raise UserError(f"{what}: loss became {value} at epoch {epoch + 1}, step {step + 1}; training "
-                    f"stopped and {kept}", where=str(Path(checkpoint).parent),
-                    fix="lower --lr, or check the data and the teacher")
 
 
 def _tty() -> bool:
@@ -197,13 +183,3 @@ def _fixed_batches(dataset: Dataset, split, teacher: Teacher, block: int, batch_
         if len(out) >= count:
             break
     return out
-
-
-def ratings_done(directory: Path, settings: dict) -> bool:
-    path_file = Path(directory) / RATINGS
-    if not path_file.is_file():
-        return False
-    try:
-        return read_json(path_file).get("fingerprint") == fingerprint(settings)
-    except Exception:  # noqa: BLE001 - a damaged cache is simply recomputed
-        return False

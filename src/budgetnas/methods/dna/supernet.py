@@ -21,11 +21,11 @@ import torch.nn as nn
 
 from ...errors import UserError
 from ...spaces.mbconv import MBConv, make_first, make_stem
+from .options import DEFAULT_OPS, MAX_WIDTH  # noqa: F401  (DEFAULT_OPS: the default --ops)
 
-DEFAULT_OPS = ("e3k3", "e3k5", "e3k7", "e6k3", "e6k5", "e6k7")
 _OP = re.compile(r"^e(\d+)k(\d+)$")
 # Sanity limits for typed values (a mistyped 600 instead of 6 must not allocate gigabytes).
-MAX_EXPANSION, MAX_KERNEL, MAX_DEPTH, MAX_WIDTH = 16, 15, 16, 4096
+MAX_EXPANSION, MAX_KERNEL, MAX_DEPTH = 16, 15, 16
 
 
 @dataclass(frozen=True)

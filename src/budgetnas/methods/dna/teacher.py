@@ -28,6 +28,7 @@ from ...data import Augment, Dataset, Split, batches
 from ...errors import UserError
 from ...io import load_checkpoint, load_safetensors, save_checkpoint, save_safetensors, write_json
 from ...spaces.mbconv import tiny_config, tiny_genotype
+from ...train.loop import stop_if_not_finite
 
 
 class _Stop(Exception):
@@ -248,7 +249,6 @@ def self_supervised_teacher(dataset: Dataset, out: Path, *, epochs: int, seed: i
             mod.load_state_dict(state[key])
         start = state["epoch"] + 1
     augment = Augment.standard(dataset, cutout=max(1, dataset.input_size // 4))
-    from .blockwise import stop_if_not_finite
 
     def embed(net, proj, x):
         return proj(net.pool(net.features(x)).flatten(1))
@@ -266,7 +266,8 @@ def self_supervised_teacher(dataset: Dataset, out: Path, *, epochs: int, seed: i
             with torch.no_grad():
                 z1, z2 = embed(target, target_proj, v1), embed(target, target_proj, v2)
             loss = (4 - 2 * F.cosine_similarity(p1, z2).mean() - 2 * F.cosine_similarity(p2, z1).mean())
-            stop_if_not_finite(loss, "self-supervised teacher", epoch, step, ckpt)
+            stop_if_not_finite(loss, what="self-supervised teacher", epoch=epoch, step=step, where=out,
+                               kept=epoch > 0 and ckpt.is_file(), fix="lower --lr, or check the data")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

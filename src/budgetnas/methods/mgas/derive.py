@@ -1,4 +1,4 @@
-"""From supernet state to a plain architecture: channel plans, export, size (mgas.md §6-§7).
+"""From supernet state to a plain architecture: channel plans, export, size (docs/mgas.md §6-§7).
 
 One plan serves both physical pruning and export, so the exported network is exactly what the
 pruned supernet computes, minus the search machinery.

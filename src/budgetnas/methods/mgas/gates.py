@@ -1,4 +1,4 @@
-"""Hard gates with a straight-through estimator (mgas.md §3).
+"""Hard gates with a straight-through estimator (docs/mgas.md §3).
 
 forward  step(u) = 1[u > 0]
 backward g(u) = 2 - 4|u| for |u| <= 0.4, 0.4 for 0.4 < |u| <= 1, else 0

@@ -3,7 +3,7 @@
 **Decision (tiny):** a 3-cell supernet (widths 4, 8, 16 on 8x8 digits) with one warm-up epoch per
 stage and a larger first lambda step (`lambda_delta` 0.01 instead of 1e-5, `n_thr` 4 instead of
 12), and no CE cap on lambda (digits' training CE falls near 0, which would freeze lambda for
-good), so that the schedule of mgas.md §4 prunes within the few epochs a 2-core demo can afford.
+good), so that the schedule of docs/mgas.md §4 prunes within the few epochs a 2-core demo can afford.
 The other rules of the schedule are unchanged; the large presets keep the published settings.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Committing masks, physical filter pruning and regrowth (mgas.md §3, §6)."""
+"""Committing masks, physical filter pruning and regrowth (docs/mgas.md §3, §6)."""
 from __future__ import annotations
 
 import math
@@ -119,7 +119,7 @@ class Slicer:
 
     A new `nn.Parameter` per sliced tensor (not a `.data` swap, which leaves autograd's cached
     shape behind); each optimizer gets the new parameter in place of the old one, with the
-    surviving slice of its momentum (**Decision**, mgas.md §6)."""
+    surviving slice of its momentum (**Decision**, docs/mgas.md §6)."""
 
     def __init__(self, optimizers: list[torch.optim.Optimizer]):
         self.optimizers = optimizers
@@ -260,12 +260,12 @@ def regrow(net: MGASSupernet, pruned: list[tuple[int, int, int]], *, ratio: floa
                               generator=generator).tolist()
     grown = [candidates[i] for i in sorted(picks)]
     for c, e, o in grown:
-        revive(net, c, e, o, optimizers)
+        regrow_op(net, c, e, o, optimizers)
     return grown
 
 
 @torch.no_grad()
-def revive(net: MGASSupernet, c: int, e: int, o: int, optimizers: list[torch.optim.Optimizer]) -> None:
+def regrow_op(net: MGASSupernet, c: int, e: int, o: int, optimizers: list[torch.optim.Optimizer]) -> None:
     """Bring op (cell c, edge e, op o) back: fresh weights, beta 0, full masks, its old alpha."""
     net.cells[c].alive_op[e, o] = True
     _refresh(net.cells[c].ops[e][o], optimizers)

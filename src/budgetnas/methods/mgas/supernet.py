@@ -1,4 +1,4 @@
-"""The multi-granularity supernet over the DARTS cell space (mgas.md §2-§3).
+"""The multi-granularity supernet over the DARTS cell space (docs/mgas.md §2-§3).
 
 Every cell has its own architecture tensors, all registered (state_dict, `.to()`, DDP sync):
 - op level:     `alpha` [E, O] (init 0), threshold `t_op` [E, O] (init 0), committed `alive_op`;
@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...depthwise import depthwise_conv2d
+from ...layers import subsample
 from ...spaces.darts import OPS
 from .gates import gated_weight, score_gate
 
@@ -67,6 +68,8 @@ class Conv(nn.Module):
             w = w * self.mask
         if self.depthwise:
             return depthwise_conv2d(x, w, self.stride, self.padding, self.dilation)
+        if w.shape[-1] == 1 and self.stride > 1:  # see layers.StridedPointwise
+            return F.conv2d(subsample(x, self.stride), w)
         return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
 
 

@@ -14,9 +14,6 @@ measured once on built networks, checked against full builds of a few cells and 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import UserError
-from ...io import write_json
+from ...cost.nb201 import nb201_costs
 from ...spaces.decisions import Decision, DecisionSpace, compact
 
 SEPARATORS = re.compile(r"[-,:\s]+")
@@ -152,10 +149,10 @@ def load_table(path: str | Path, *, space: str | None = None, choices: Sequence[
         return _nb201_table(arch, columns, path, dataset_shape)
     values = _parse_tuples(arch, path)
     if space is not None:
-        from .spaces import decision_space_for
+        from ...spaces import decision_view
 
         c, size, classes = dataset_shape
-        dspace, config = decision_space_for(space, in_channels=c, input_size=size, num_classes=classes)
+        dspace, config = decision_view(space, in_channels=c, input_size=size, num_classes=classes)
         if values.shape[1] != len(dspace):
             raise _fail(f"arch tuples have {values.shape[1]} choices; space {space!r} has "
                         f"{len(dspace)} decisions", path, 2)
@@ -222,71 +219,3 @@ def _nb201_table(arch: list[str], columns: dict, path: Path, shape: tuple[int, i
     for key, values in costs.items():
         columns.setdefault(key, values)
     return _finish(Table(dspace, rows, columns, str(path), "nb201", config), path)
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("BUDGETNAS_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "budgetnas")
-    return Path(base)
-
-
-def nb201_op_costs(config: dict, *, verify: int = 6) -> dict:
-    """{"base": {params, macs}, "edge": [[{params, macs} per op] per edge]} for a macro config,
-    from built networks; cached (keyed by the config) after a check against full builds."""
-    from ...arch import Arch, build_model
-    from ...cost import count_macs, count_params
-    from ...spaces.nb201 import CONFIG_DEFAULTS, OPS, arch_string
-
-    cfg = {**CONFIG_DEFAULTS, **config}
-    key = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir() / f"nb201_op_costs-{key}.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            if data.get("config") == cfg:
-                return data
-        except (OSError, json.JSONDecodeError):
-            pass  # a damaged cache is recomputed
-    shape = (cfg["in_channels"], cfg["input_size"], cfg["input_size"])
-
-    def cost(ops: list[str]) -> dict:
-        model = build_model(Arch("nb201", cfg, arch_string(ops)))
-        return {"params": count_params(model), "macs": count_macs(model, shape)}
-
-    base = cost(["none"] * 6)
-    edge = []
-    for e in range(6):
-        per_op = []
-        for op in OPS:
-            ops = ["none"] * 6
-            ops[e] = op
-            c = cost(ops)
-            per_op.append({k: c[k] - base[k] for k in c})
-        edge.append(per_op)
-    data = {"config": cfg, "base": base, "edge": edge}
-    rng = np.random.default_rng(0)
-    for _ in range(verify):  # additivity check on random cells
-        idx = rng.integers(0, len(OPS), size=6)
-        full = cost([OPS[i] for i in idx])
-        composed = _compose(data, idx[None, :])
-        if any(int(composed[k][0]) != full[k] for k in full):
-            raise RuntimeError(f"NB201 cost composition disagrees with a full build: {full} vs "
-                               f"{ {k: int(v[0]) for k, v in composed.items()} }")
-    try:
-        write_json(path, data)
-    except OSError:
-        pass  # an unwritable cache only costs time
-    return data
-
-
-def _compose(data: dict, rows: np.ndarray) -> dict[str, np.ndarray]:
-    out = {}
-    for k in ("params", "macs"):
-        table = np.array([[op[k] for op in edge] for edge in data["edge"]], dtype=np.float64)
-        out[k] = data["base"][k] + table[np.arange(6)[None, :], rows].sum(axis=1)
-    return out
-
-
-def nb201_costs(rows: np.ndarray, config: dict) -> dict[str, np.ndarray]:
-    """params and macs of NB201 cells given as (N, 6) op indices."""
-    return _compose(nb201_op_costs(config), np.asarray(rows, dtype=np.int64))

@@ -1,4 +1,4 @@
-"""What every command does around its work: run directory, lock, device, seeds, threads."""
+"""The run directory and its lock, and where a run computes: device, seeds, threads."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -6,15 +6,19 @@ import os
 import random
 from pathlib import Path
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from .errors import UserError
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 LOCK_NAME = ".lock"
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> "torch.device":
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -24,12 +28,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def set_threads(threads: int | None) -> None:
+    import torch
+
     if threads:
         torch.set_num_threads(threads)
 
@@ -49,6 +58,9 @@ def prepare_run_dir(out: Path | None, command: str, *, resume: bool,
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{command}-{stamp}"
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError("is a file, not a run directory", where=str(out),
+                        fix="give --out a directory (a new one, or a run to continue with --resume)")
     if resume and not (out / checkpoint).is_file():
         raise UserError(f"no {checkpoint} to resume from", where=str(out),
                         fix="run without --resume to start afresh")
@@ -56,7 +68,11 @@ def prepare_run_dir(out: Path | None, command: str, *, resume: bool,
         raise UserError("this directory already holds a run", where=str(out),
                         fix="pass --resume to continue it, or choose another --out")
     if is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise UserError("a part of this path is a file, not a directory", where=str(out),
+                            fix="give --out a path inside a directory") from None
         acquire_lock(out)
         remove_stale_temp_files(out)
     return out

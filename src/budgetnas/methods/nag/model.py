@@ -1,5 +1,5 @@
-"""NAG end to end: fit predictors and the evaluator on table rows, train the generator with
-REINFORCE, and pick an architecture for any budget.
+"""The NAG model: predictors and the Pareto-aware evaluator fitted on revealed rows, the generator
+trained with REINFORCE, adaptive queries, and the pick for any budget (docs/nag.md).
 
     model = NAGModel.fit(space, rows, acc, cost, settings)     # predictors + evaluator
     for it in range(settings.iterations): model.train_step(it) # generator (resumable per step)
@@ -19,67 +19,17 @@ accuracy is merely over-predicted rarely beats a measured one.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
 
 from ...errors import UserError
-from ...io import load_safetensors, read_json, save_safetensors, write_json
 from ...spaces.decisions import DecisionSpace
-from .models import Evaluator, Generator, MLP, encode, fit_evaluator, fit_regressor
-
-FORMAT = "budgetnas.nag-generator"
-
-
-@dataclass
-class Settings:
-    """Everything that shapes a trained generator (stored with it)."""
-
-    iterations: int = 3000          # REINFORCE steps
-    samples_per_step: int = 32      # architectures per step (one budget per step)
-    lr: float = 3e-4                # Adam
-    entropy_coef: float = 0.05
-    reward_scale: float = 1.0
-    baseline: str = "moving"        # "moving": per-budget moving average (keeps the policy diverse);
-                                    # "batch": standardize rewards within the step's batch;
-                                    # "none": the original
-    mask_inactive: bool = True      # no log-prob / entropy for slots beyond the chosen depth
-    hidden: int = 64                # LSTM width
-    train_budgets: list[float] | None = None  # discrete training budgets; None = uniform in range
-    budget_range: tuple[float, float] | None = None  # None = 5% .. 95% cost quantiles of the rows
-    predictor_epochs: int = 200
-    predictor_hidden: int = 512
-    evaluator_steps: int = 1500
-    evaluator_hidden: int = 256
-    select_samples: int = 200       # k architectures sampled per budget at selection
-    cost_margin: float | None = None  # log-cost safety margin; None = 90% quantile of held-out error
-    acc_discount: float | None = None  # subtracted from predicted (unmeasured) accuracy at selection;
-                                       # None = 90% quantile of the predictor's held-out error
-    query_budget: int | None = None  # rows revealed in total (adaptive); None = learn from the given rows
-    query_rounds: int = 3           # query rounds after the initial rows
-    query_grid: int = 20            # budgets per round (stratified over the range)
-    query_samples: int = 300        # architectures sampled per budget when proposing queries
-    seed: int = 0
-
-    def phase_ends(self) -> list[int]:
-        """Iteration at which each training phase ends (a query round follows every one but the last)."""
-        phases = 1 + (self.query_rounds if self.query_budget else 0)
-        return [round(self.iterations * (p + 1) / phases) for p in range(phases)]
-
-
-@dataclass
-class Normalizer:
-    lo: float
-    hi: float
-
-    def __call__(self, budget: float) -> float:
-        return (math.log(budget) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
+from .networks import MLP, Evaluator, Generator, encode, fit_evaluator, fit_regressor
+from .settings import Normalizer, Settings
 
 
 @dataclass
@@ -324,133 +274,6 @@ class NAGModel:
                 "predicted_cost": float(cost[i]), "predicted_feasible": bool(feasible[i]),
                 "measured": bool(measured[i]), "candidates": int(len(rows))}
 
-    # --- files -----------------------------------------------------------------------------------
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for prefix, module in (("generator", self.generator), ("evaluator", self.evaluator),
-                               ("acc_model", self.acc_model), ("cost_model", self.cost_model)):
-            out.update({f"{prefix}.{k}": v for k, v in module.state_dict().items()})
-        return out
-
-    def metadata(self) -> dict:
-        return {"format": FORMAT, "version": 1, "decisions": self.space.describe(),
-                "space_name": self.space.name, "settings": asdict(self.settings),
-                "budget_range": [self.norm.lo, self.norm.hi], "acc_stats": list(self.acc_stats),
-                "cost_stats": list(self.cost_stats), "margin": self.margin, "reward_std": self.reward_std,
-                "acc_discount": self.acc_discount,
-                "known": [[list(k), v[0], v[1]] for k, v in self.known.items()], **self.meta}
-
-    def save(self, path: str | Path) -> Path:
-        """`<path>.safetensors` (weights) + `<path>.json` (everything else). No pickle."""
-        path = Path(path)
-        save_safetensors(path.with_suffix(".safetensors"), self.tensors())
-        write_json(path.with_suffix(".json"), self.metadata())
-        return path.with_suffix(".json")
-
-    @staticmethod
-    def load(path: str | Path, space: DecisionSpace | None = None, *,
-             device: str | torch.device = "cpu") -> "NAGModel":
-        path = Path(path)
-        meta = read_json(path.with_suffix(".json"), what="generator file")
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise UserError("not a generator written by budgetnas generate", where=str(path),
-                            fix="give the generator.json of a generate run")
-        tensors = load_safetensors(path.with_suffix(".safetensors"))
-        return NAGModel.from_state(meta, tensors, space, device=device,
-                                   where=str(path.with_suffix(".safetensors")))
-
-    @staticmethod
-    def from_state(meta: dict, tensors: dict[str, torch.Tensor], space: DecisionSpace | None = None, *,
-                   device: str | torch.device = "cpu", where: str = "generator") -> "NAGModel":
-        """Rebuild a generator from its metadata and weights (what `save` writes, or a checkpoint)."""
-        fields = {f.name for f in dataclasses.fields(Settings)}
-        settings = Settings(**{k: (tuple(v) if k == "budget_range" and v else v)
-                               for k, v in meta["settings"].items() if k in fields})
-        space = space or DecisionSpace.from_description(meta["decisions"], name=meta.get("space_name", "table"))
-        n_in = space.encoding_size
-        device = str(device)
-        acc_model = MLP(n_in, settings.predictor_hidden).to(device)
-        cost_model = MLP(n_in, settings.predictor_hidden).to(device)
-        evaluator = Evaluator(n_in, settings.evaluator_hidden).to(device)
-        model = NAGModel._with_generator(space, settings, Normalizer(*meta["budget_range"]), acc_model,
-                                         tuple(meta["acc_stats"]), cost_model, tuple(meta["cost_stats"]),
-                                         meta["margin"], evaluator, {}, device=device)
-        try:
-            for prefix, module in (("generator", model.generator), ("evaluator", evaluator),
-                                   ("acc_model", acc_model), ("cost_model", cost_model)):
-                module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items()
-                                        if k.startswith(prefix + ".")})
-        except RuntimeError as exc:
-            raise UserError(f"weights do not fit the stored settings ({str(exc).splitlines()[0]})",
-                            where=where) from None
-        model.known = {tuple(k): (a, c) for k, a, c in meta.get("known", [])}
-        model.reward_std = float(meta.get("reward_std", 1.0))
-        model.acc_discount = float(meta.get("acc_discount", 0.0))
-        model.meta = {k: v for k, v in meta.items() if k not in (
-            "format", "version", "decisions", "settings", "budget_range", "acc_stats", "cost_stats",
-            "margin", "known", "space_name", "reward_std", "acc_discount")}
-        for m in (acc_model, cost_model, evaluator):
-            m.eval()
-        return model
-
-
-Oracle = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray, np.ndarray]"]
-
-
-def train(model: NAGModel, oracle: Oracle | None = None, *, iteration: int = 0, phase: int = 0,
-          log: list[dict] | None = None, on_step: Callable[[int], None] | None = None,
-          on_phase_end: Callable[[int, int], None] | None = None,
-          on_query: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Train the generator from (iteration, phase) to the end, with a query round after every
-    phase but the last when the settings have a query budget.
-
-    oracle(rows) -> (found, acc, cost): reveals rows (found=False where the source lacks one; those
-    cost no query). on_step(iteration), on_phase_end(iteration, phase) and on_query(iteration,
-    next_phase) let the caller checkpoint. Returns the log (one row per 50 iterations)."""
-    s = model.settings
-    log = [] if log is None else log
-    ends = s.phase_ends()
-    if s.query_budget and oracle is None:
-        raise ValueError("a query budget needs an oracle")
-    while True:
-        for it in range(iteration, ends[phase]):
-            row = model.train_step(it)
-            if (it + 1) % 50 == 0:
-                log.append(row)
-            iteration = it + 1
-            if on_step:
-                on_step(iteration)
-        if on_phase_end:
-            on_phase_end(iteration, phase)
-        if phase == len(ends) - 1:
-            return log
-        rounds_left = len(ends) - 1 - phase
-        quota = math.ceil(max(0, s.query_budget - len(model.known)) / rounds_left)
-        rows = model.propose(quota, seed=phase)
-        if len(rows):
-            found, acc, cost = oracle(rows)
-            found = np.asarray(found, dtype=bool)
-            model.reveal(rows[found], np.asarray(acc)[found], np.asarray(cost)[found])
-        if len(model.known) > s.query_budget:  # pragma: no cover - guarded by the quota
-            raise AssertionError("query budget exceeded")
-        model.refit()
-        log.append({"iteration": iteration, "query_round": phase + 1, "revealed": len(model.known),
-                    "acc_discount": model.acc_discount, "margin": model.margin})
-        phase += 1
-        if on_query:
-            on_query(iteration, phase)
-
-
-def table_oracle(table, acc: np.ndarray, cost: np.ndarray) -> Oracle:
-    """An oracle that reveals rows of a table (rows it lacks are not found)."""
-    def oracle(rows: np.ndarray):
-        idx = [table.index_of(r) for r in rows]
-        found = np.array([i is not None for i in idx], dtype=bool)
-        safe = np.array([i if i is not None else 0 for i in idx], dtype=np.int64)
-        return found, acc[safe], cost[safe]
-    return oracle
-
 
 def _budget_sampler(s: Settings, norm: Normalizer):
     if s.train_budgets:
@@ -492,7 +315,3 @@ def _held_out_errors(enc: np.ndarray, acc: np.ndarray, log_cost: np.ndarray, s: 
             err = err[pred >= np.median(pred)]
         errors.append(float(np.quantile(err, 0.9)))
     return errors[0], errors[1]
-
-
-def dump_settings(s: Settings) -> str:
-    return json.dumps(asdict(s))

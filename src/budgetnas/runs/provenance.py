@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import __version__
-from ..io import write_json
-from ..run import is_main_process
+from ..io import read_json, write_json
+from .rundir import is_main_process
 
 RUN_INFO = "run_info.json"
 
@@ -65,13 +65,14 @@ def _resolved_device(options: dict, device: Any) -> Any:
 
 
 def write_run_info(out_dir: str | Path, argv: Sequence[str] | None, options: Any, *,
-                   device: Any = None, program: str = "budgetnas") -> Path | None:
+                   device: Any = None, program: str = "budgetnas", resumed: bool = False) -> Path | None:
     """Write `out_dir/run_info.json` atomically (rank 0 only) and return its path.
 
     argv: the arguments after the program name (`sys.argv[1:]` when None), e.g.
     ["search", "mgas", "--target-params", "20000"]. options: the resolved options (a dict, or a
     pydantic model, dumped as JSON). device: the device actually used (default: from
-    options["device"], with "auto" resolved)."""
+    options["device"], with "auto" resolved). resumed: keep the command that started the run
+    and add this one to its `resumes` (a resumed run is reproduced by its first command)."""
     if not is_main_process():
         return None
     if argv is None:
@@ -80,10 +81,14 @@ def write_run_info(out_dir: str | Path, argv: Sequence[str] | None, options: Any
         options = options.model_dump(mode="json")
     options = dict(options or {})
     argv = [str(a) for a in argv]
-    info = {"format": "budgetnas.run_info", "version": 1, "command": shlex.join([program, *argv]),
-            "argv": argv, "options": options,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            **environment(_resolved_device(options, device))}
+    command = shlex.join([program, *argv])
+    now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     path = Path(out_dir) / RUN_INFO
+    if resumed and path.is_file():
+        info = read_json(path, what="run_info.json")
+        info["resumes"] = [*info.get("resumes", []), {"command": command, "created": now}]
+    else:
+        info = {"format": "budgetnas.run_info", "version": 1, "command": command, "argv": argv,
+                "options": options, "created": now, **environment(_resolved_device(options, device))}
     write_json(path, info)
     return path

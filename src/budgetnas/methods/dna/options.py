@@ -1,0 +1,65 @@
+"""Options of `budgetnas search dna`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ...config import TargetOptions
+from ...runs.registry import PlotSpec, ReportSpec, register_method
+
+DEFAULT_OPS = ("e3k3", "e3k5", "e3k7", "e6k3", "e6k5", "e6k7")
+MAX_WIDTH = 4096  # sanity limit for typed widths (a mistyped extra digit must not allocate gigabytes)
+
+
+REPORT = ReportSpec(plots=(
+    PlotSpec("over_time", "block-wise distillation loss per block and epoch",
+             "block training curves omitted: no log.jsonl (or no numeric rows in it)",
+             {"title": "DNA block training", "only": ["loss", "learning rate"], "x_key": "epoch",
+              "rows_where": {"stage": "block"}}),
+    PlotSpec("front", "merged front of whole networks with the chosen one", "DNA front omitted: no front.json")))
+
+
+@register_method("dna", method="budgetnas.methods.dna.method:DNAMethod", report=REPORT,
+                 help="block-wise distillation: rate every candidate, read the best network for the budget")
+class DNAOptions(TargetOptions):
+    """Options of `budgetnas search dna`."""
+
+    teacher: str = Field("train", description="torchvision:NAME, a budgetnas run directory "
+                         "(arch.json + model.safetensors), 'train' (small MBConv teacher trained "
+                         "first) or 'none' (self-supervised EMA target)")
+    teacher_weights: Path | None = Field(None, description="state dict for a torchvision teacher")
+    teacher_stages: list[str] | None = Field(None, description="teacher modules whose outputs are "
+                                             "the block targets (default: mbconv stages.i; "
+                                             "EfficientNet features.2..7)")
+    teacher_bn: Literal["eval", "train"] = Field("eval", description="teacher BN mode")
+    teacher_epochs: int = Field(15, ge=1, description="epochs to train a 'train'/'none' teacher")
+    ops: list[str] = Field(list(DEFAULT_OPS), description="candidate ops eEkK (MBConv expansion E, kernel K)")
+    depths: str | None = Field(None, description="cell depths per block, e.g. '1,2' (all blocks) or "
+                               "'2;3,4;4' (default: 1,2 per block; 2,4,4,4,4,1 for six blocks)")
+    widths: str | None = Field(None, description="cell widths per block like --depths (needs --adapters)")
+    adapters: bool = Field(False, description="1x1 adapters to the teacher width (cells may have "
+                           "their own widths); default: the last layer has the teacher's width")
+    se: bool = Field(True, description="squeeze-excitation in every candidate op")
+    stem_stride: int | None = Field(None, ge=1, le=2, description="student stem stride (default: teacher's or 2)")
+    strides: list[Annotated[int, Field(ge=1, le=2)]] | None = Field(
+        None, description="student stage strides, each 1 or 2 (default: teacher's)")
+    stem_channels: int | None = Field(None, ge=1, le=MAX_WIDTH, description="student stem width")
+    first_channels: int | None = Field(None, ge=1, le=MAX_WIDTH, description="student MB1 layer width")
+    head_channels: int | None = Field(None, ge=1, le=MAX_WIDTH, description="student head width")
+    epochs: int = Field(10, ge=1, description="training epochs per block")
+    batch_size: int = Field(64, ge=1, description="block training batch size")
+    lr: float = Field(0.005, gt=0, description="Adam learning rate")
+    lr_decay: float = Field(0.9, gt=0, le=1, description="learning-rate factor per epoch")
+    weight_decay: float = Field(1e-4, ge=0, description="weight decay (not on 1-D parameters)")
+    block: int | None = Field(None, ge=0, description="train and rate only this block (needs --out)")
+    recal_batches: int = Field(4, ge=1, description="BN recalibration batches per candidate")
+    rate_batch_size: int = Field(128, ge=1, description="batch size for recalibration and rating")
+    rate_samples: int | None = Field(None, ge=1, description="rate on at most this many held-out images")
+    target_latency_ms: float | None = Field(None, gt=0, description="latency budget in ms (per-layer "
+                                            "table measured on --device, batch 1)")
+    latency_runs: int = Field(20, ge=1, description="timed runs per layer for the latency table")
+    progressive: int = Field(0, ge=0, description="DNA+: rounds where the found network, retrained, "
+                             "becomes the next teacher")
+    final_epochs: int = Field(5, ge=0, description="retraining epochs for val_acc (and DNA+ teachers); 0 = skip")

@@ -1,0 +1,102 @@
+"""`budgetnas search mgas`: the MGAS method on the run context (one step = one search epoch)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ... import distributed as dist_utils
+from ...arch import Arch, build_model, make_provenance
+from ...cost import count_macs, count_nonzero
+from ...errors import UserError
+from ...runs import Method
+from .options import MGASOptions
+from .search import MGASSearch
+from .settings import settings_from
+from .sizer import minimum_arch
+
+DEFAULT_TARGET_SHARE = 0.5  # without a target: half the supernet's exported size
+
+
+class MGASMethod(Method):
+    title = "MGAS search finished"
+    opts: MGASOptions
+
+    def check(self, ctx) -> None:
+        """Build the supernet and refuse a target it cannot reach, before any file is written."""
+        opts = self.opts
+        given = opts.target()
+        target = {given[0]: given[1]} if given else {"params": 0}
+        self.search = MGASSearch(ctx.dataset, settings_from(opts), target=target, seed=opts.seed,
+                                 device=ctx.device, rank=ctx.rank, world=ctx.world)
+        search = self.search
+        if given is None:
+            search.goal = int(DEFAULT_TARGET_SHARE * search.sizer(search.net))
+            search.target = {"params": search.goal}
+        if not opts.resume:
+            check_target(search)
+
+    def prepare(self, ctx) -> None:
+        self.search.where = str(ctx.out)
+
+    @property
+    def done(self) -> bool:
+        return self.search.state.done
+
+    @property
+    def progress(self) -> tuple[int, int | None]:
+        """Epochs done, and the most the phases still allow (the search may end earlier)."""
+        st, s = self.search.state, self.search.s
+        left = sum(p.warmup + p.max_epochs + 1 for p in self.search.phases[st.phase + 1:])
+        phase = self.search.phases[st.phase]
+        left += max(0, phase.warmup + phase.max_epochs + 1 - st.epoch_in_phase)
+        return st.global_epoch, st.global_epoch + (1 if st.finishing else left)
+
+    def step(self) -> dict:
+        return self.search.one_epoch()
+
+    def step_line(self, row: dict) -> str:
+        return (f"{row['stage']} {row['kind']}  size {row['size']:,} -> {row['target']:,} "
+                f"{row['size_unit']}  val {row['val_acc']:.3f}")
+
+    def state_dict(self) -> dict:
+        return self.search.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.search.load_state_dict(state)
+
+    def result(self) -> tuple[Arch, dict]:
+        search = self.search
+        arch = search.sizer.arch(search.net)
+        arch.provenance = make_provenance("mgas", self.opts.dataset, search.target, search.seed)
+        model = build_model(arch)
+        size = count_macs(model, search.ds.shape) if search.unit == "macs" else count_nonzero(model)
+        arch_text = json.dumps(arch.to_json(None)["genotype"], sort_keys=True)
+        extras = {"target": search.target, "val_acc": search.evaluate(search.phases[-1]),
+                  "epochs": search.state.global_epoch, "stages": search.s.stages,
+                  "ops_kept": sum(len(c["edges"]) for c in arch.genotype["cells"]),
+                  "cells": len(arch.genotype["cells"]), "world_size": search.world,
+                  "options": self.opts.model_dump(mode="json"),
+                  "target_error": round(size / search.goal - 1, 4),
+                  "rank_arch_checksums": dist_utils.gather_strings(
+                      hashlib.sha256(arch_text.encode()).hexdigest()[:16])}
+        return arch, extras
+
+    def table_rows(self, summary: dict) -> dict:
+        return {"ops kept": summary["ops_kept"]}
+
+
+def check_target(search: MGASSearch) -> tuple[int, int]:
+    """(smallest, largest) size the search can end with; a target outside is refused (exit 2)."""
+    largest = search.sizer(search.net)
+    smallest_model = build_model(minimum_arch(search.net, search.ds.input_size))
+    smallest = (count_macs(smallest_model, search.ds.shape) if search.unit == "macs"
+                else count_nonzero(smallest_model))
+    flag, goal, unit = f"--target-{search.unit}", search.goal, search.unit
+    if goal > largest:
+        raise UserError(f"target {goal} is above the whole supernet ({largest} {unit})", where=flag,
+                        fix=f"choose a target between {smallest} and {largest}, or a larger preset / --channels")
+    if goal < smallest:
+        raise UserError(f"target {goal} is below the smallest network this space allows "
+                        f"({smallest} {unit})", where=flag,
+                        fix=f"choose a target between {smallest} and {largest}, or fewer --layers")
+    return smallest, largest

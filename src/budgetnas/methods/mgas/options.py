@@ -1,0 +1,44 @@
+"""Options of `budgetnas search mgas`."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ...config import TargetOptions
+from ...runs.registry import PlotSpec, ReportSpec, register_method
+
+NO_LOG = "no log.jsonl (or no numeric rows in it)"
+REPORT = ReportSpec(plots=(
+    PlotSpec("over_time", "MGAS search over time: size against the target, remaining ratio per level, "
+             "lambda, accuracy, memory, loss and regularizers; dotted lines mark stage changes",
+             f"search over time omitted: {NO_LOG}",
+             {"title": "MGAS search over time", "only": ["size", "remaining ratio per level", "lambda",
+                                                         "accuracy", "memory (MB)", "loss", "regularizers"]}),
+    PlotSpec("per_stage", "MGAS: peak memory and time per stage",
+             "memory per stage omitted: the log has no stage and peak_memory_mb fields")))
+
+
+@register_method("mgas", method="budgetnas.methods.mgas.method:MGASMethod", report=REPORT,
+                 help="multi-granularity search (ops, filters, weights) for a target size")
+class MGASOptions(TargetOptions):
+    preset: Literal["tiny", "darts8_c24", "darts14_c44"] = Field("tiny", description="search preset")
+    stages: Literal[1, 3] = Field(3, description="3 = multi-stage search, 1 = single stage")
+    bilevel: bool = Field(False, description="architecture steps on the held-out split")
+    channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (overrides preset)")
+    layers: int | None = Field(None, ge=1, le=64, description="number of cells (overrides preset)")
+    lr_weights: float | None = Field(None, gt=0, description="learning rate of the weights (0.01)")
+    batch_size: int | None = Field(None, ge=1, description="batch size (overrides preset)")
+    warmup_epochs: int | None = Field(None, ge=0, description="warm-up epochs per stage")
+    max_stage_epochs: int | None = Field(None, ge=1, description="search epochs per stage at most")
+    final_warmup_epochs: int | None = Field(None, ge=0, description="warm-up of the final phase")
+    max_final_epochs: int | None = Field(None, ge=1, description="search epochs of the final phase at most")
+    commit_every: int | None = Field(None, ge=1, description="epochs between mask commits (2)")
+    n_thr: int | None = Field(None, ge=1, description="lambda schedule's op-count unit (12)")
+    lambda_delta: float | None = Field(None, gt=0, description="lambda schedule's first step")
+    lambda_cap: bool | None = Field(None, description="freeze lambda while CE < lambda*R_size")
+    mu: float = Field(0.0, ge=0, description="weight of op cost in R_size (0 = as published)")
+    stage_ratio: float = Field(0.3, gt=0, lt=1, description="end a stage at this share of its size")
+    regrow_ratio: float = Field(0.2, ge=0, le=1, description="share of a stage's pruned ops regrown")
+    tolerance: float = Field(0.03, gt=0, lt=0.5, description="accepted relative distance to the target")
+    stop_after: int | None = Field(None, ge=1, description="stop after this many epochs (resumable)")

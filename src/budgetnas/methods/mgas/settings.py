@@ -1,0 +1,93 @@
+"""Settings, state and phases of an MGAS search (docs/mgas.md §4-§6).
+
+A search is a sequence of phases: one per stage (multi-stage search; cells up to the stage's end,
+into the stage's head) and a final whole-network phase. Settings come from a preset
+(`presets.py`) with any option given on the command line replacing the preset's value.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from .presets import PRESETS
+from .supernet import stage_bounds
+
+
+@dataclass
+class SearchSettings:
+    channels: int = 4
+    layers: int = 4
+    batch_size: int = 128
+    stages: int = 3
+    warmup_epochs: int = 1
+    max_stage_epochs: int = 4
+    final_warmup_epochs: int = 1
+    max_final_epochs: int = 8
+    commit_every: int = 2
+    stage_ratio: float = 0.3
+    regrow_ratio: float = 0.2
+    n_thr: int = 12
+    mu: float = 0.0
+    lambda_delta: float = 1e-5
+    lambda_cap: bool = True  # freeze lambda while CE < lambda * R_size (as published)
+    tolerance: float = 0.03
+    bilevel: bool = False
+    lr_weights: float = 0.01
+    weight_decay: float = 3e-4
+    lr_alpha: float = 1.0
+    lr_beta: float = 1.0
+    lr_threshold: float = 0.1
+    lr_weight_threshold: float = 0.001
+    grad_clip: float = 5.0
+
+
+@dataclass
+class SearchState:
+    phase: int = 0
+    epoch_in_phase: int = 0
+    global_epoch: int = 0
+    lam: float = 0.0
+    delta: float = 1e-5
+    start_size: float | None = None
+    frozen_pending: bool = False
+    finishing: bool = False  # target reached: one last epoch with frozen masks, then done
+    stage_pruned: list = field(default_factory=list)
+    reached: bool = False
+    done: bool = False
+    seconds: float = 0.0
+    last_ce: float = 0.0
+    last_rsize: float = 0.0
+
+
+@dataclass
+class Phase:
+    name: str
+    upto: int  # cells [0, upto) run
+    head: int | None  # stage head index, None = classifier
+    commit_cells: range
+    stage_cells: range
+    warmup: int
+    max_epochs: int
+    regrow: bool
+    final: bool
+
+
+def make_phases(s: SearchSettings) -> list[Phase]:
+    bounds = stage_bounds(s.layers, s.stages)
+    phases = []
+    if s.stages > 1:
+        for k, (start, end) in enumerate(bounds):
+            phases.append(Phase(f"stage{k + 1}", end, k if k < 2 else None, range(0, end),
+                                range(start, end), s.warmup_epochs, s.max_stage_epochs, k > 0, False))
+    phases.append(Phase("final", s.layers, None, range(s.layers), range(s.layers),
+                        s.final_warmup_epochs, s.max_final_epochs, False, True))
+    return phases
+
+
+def settings_from(opts) -> SearchSettings:
+    """The preset's settings with every option the user gave in their place."""
+    values = dict(PRESETS[opts.preset])
+    for f in fields(SearchSettings):
+        value = getattr(opts, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    return SearchSettings(**values)
