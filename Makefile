@@ -21,8 +21,9 @@ install: $(VENV)/.base
 demo: $(VENV)/.base
 	$(PY) -m budgetnas search mgas --out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
+# Two workers: the suite is mostly single-threaded subprocesses; the 15 slowest tests are listed.
 test: $(VENV)/.test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=15
 
 clean:
 	rm -rf runs .pytest_cache

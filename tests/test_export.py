@@ -71,3 +71,100 @@ def test_exporter_failure_is_exit_1_on_one_line(tmp_path, fmt, target, capsys):
     assert code == 1, err
     assert err.count("\n") == 1 and "exporter broke" in err and "Traceback" not in err
     assert not (tmp_path / "m.out").exists()
+
+
+@pytest.mark.parametrize("path", ["small_digits.json", "darts_v2.json"])
+def test_inference_form_computes_the_same_logits(path):
+    """BN folding, same-edge merging and dead-filter removal change no logit (float64: 1e-9;
+    float32: 1e-5 of the logits' scale)."""
+    from conftest import EXAMPLES
+
+    from budgetnas.spaces import get_space
+
+    arch = load_arch(EXAMPLES / path)
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    with torch.no_grad():  # trained-looking BN statistics
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 1.5)
+                if m.weight is not None:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.3, 0.3)
+    x = torch.randn(3, arch.config["in_channels"], arch.config["input_size"], arch.config["input_size"])
+    deployed = get_space(arch.space).deploy(model)
+    with torch.no_grad():
+        y, z = model(x), deployed(x)
+        assert (z - y).abs().max() <= 1e-5 * y.abs().max()
+        model64 = model.double()
+        assert (get_space(arch.space).deploy(model64)(x.double()) - model64(x.double())).abs().max() < 1e-9
+    assert sum(1 for _ in deployed.modules()) < sum(1 for _ in model.modules())
+
+
+def test_merging_several_ops_per_edge_with_masks_and_dead_filters():
+    """A cell whose edges carry up to five conv ops of two kinds, with weight masks and
+    a dead middle channel, is one merged chain per kind and edge, with the same logits."""
+    from budgetnas.arch import Arch
+    from budgetnas.spaces import get_space
+    from budgetnas.spaces.darts import OPS
+    from budgetnas.spaces.darts_deploy import MergedConvs
+
+    edges = [{"from": s, "to": d, "op": op} for d in range(2, 6) for s in (0, 1) for op in OPS]
+    for e in edges:
+        if e["op"].startswith("sep"):
+            e["mid"] = 6
+    cells = [{"reduction": r, "channels": c, "edges": edges} for r, c in ((False, 6), (True, 8), (False, 8))]
+    arch = Arch("darts", {"in_channels": 1, "num_classes": 10, "input_size": 8, "stem_channels": 9,
+                          "pool_bn": True}, {"cells": cells})
+    torch.manual_seed(1)
+    model = build_model(arch).double().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("weight") and p.dim() == 4 and p.shape[-1] == 1:
+                p.mul_((torch.rand_like(p) > 0.3).double())  # a weight mask's zeros
+        pw1 = model.cells[0].ops[1][2]  # an op's first pointwise conv: one dead middle channel
+        pw1.weight[0] = 0
+        model.cells[0].ops[1][3].bias[0] = -1.0
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 1.5)
+    deployed = get_space("darts").deploy(model)
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        assert (deployed(x) - model(x)).abs().max() < 1e-9
+    merged = [m for m in deployed.modules() if isinstance(m, MergedConvs)]
+    assert len(merged) == 3 * 8 * 2  # per cell, per edge: one chain of sep convs, one of dil convs
+
+
+@pytest.mark.parametrize("space,config,genotype", [
+    ("nb201", {"C": 4, "cells_per_stage": 1, "input_size": 16},
+     "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"),
+    ("mbconv", None, None),
+    ("nbmacro", {"input_size": 16, "head_channels": 64}, "12012201"),
+])
+def test_every_space_exports_to_onnx_through_the_dynamo_exporter(space, config, genotype, tmp_path):
+    """Each space's inference form through `torch.onnx.export(dynamo=True)`, checked in ONNX
+    Runtime at two batch sizes (the batch dimension is dynamic)."""
+    ort = pytest.importorskip("onnxruntime")
+    import warnings
+
+    from budgetnas.arch import Arch
+    from budgetnas.export import export_onnx
+    from budgetnas.spaces import get_space
+    from budgetnas.spaces.mbconv import tiny_config, tiny_genotype
+
+    if space == "mbconv":
+        config, genotype = tiny_config(3, 10, 16), tiny_genotype()
+    arch = Arch(space, config, genotype)
+    torch.manual_seed(0)
+    model = get_space(space).deploy(build_model(arch).eval())
+    shape = (3, arch.config.get("input_size", 32), arch.config.get("input_size", 32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # the exporter torch keeps: no deprecation
+        export_onnx(model, torch.randn(1, *shape), tmp_path / "m.onnx", 18)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    for batch in (1, 4):
+        x = torch.randn(batch, *shape)
+        got = session.run(None, {"input": x.numpy()})[0]
+        np.testing.assert_allclose(got, model(x).detach().numpy(), atol=1e-4, rtol=1e-4)

@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_trained_model(arch_path: str | Path, weights: str | Path) -> tuple["torch.nn.Module", tuple]:
+    """The trained network in its inference form (the space's `deploy`: BatchNorms folded,
+    same-edge ops merged; the same function) and its input shape."""
     from .arch import build_model, load_arch
+    from .spaces import get_space
 
     arch = load_arch(arch_path)
     weights = Path(weights)
@@ -55,7 +58,7 @@ def load_trained_model(arch_path: str | Path, weights: str | Path) -> tuple["tor
                         where=str(weights), fix="use the weights trained for this arch.json") from None
     cfg = arch.config
     shape = (cfg.get("in_channels", 3), cfg["input_size"], cfg["input_size"])
-    return model.eval(), shape
+    return get_space(arch.space).deploy(model.eval()), shape
 
 
 class ExporterError(Exception):

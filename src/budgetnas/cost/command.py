@@ -30,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
                         help="latency runtime for --sample")
     parser.add_argument("--out", help="table file written by --sample (CSV)")
-    parser.add_argument("--latency", action="store_true", help="also measure latency")
+    parser.add_argument("--latency", action="store_true",
+                        help="also measure latency (of the inference form: BN folded, same-edge ops merged)")
+    parser.add_argument("--as-built", action="store_true",
+                        help="time the network as training builds it, not its inference form")
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, default=1, help="latency batch size")
     parser.add_argument("--runs", type=int, default=50, help="timed runs (median reported)")
@@ -60,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if args.sample is not None:
         return _sample(args, device)
     arch = _resolve_arch(args)
-    result = _profile(arch, device=device if args.latency else None, batch_size=args.batch_size,
-                     runs=args.runs, warmup=args.warmup, threads=args.threads)
+    result = _profile(arch, device=device if args.latency else None, deployed=not args.as_built,
+                      batch_size=args.batch_size, runs=args.runs, warmup=args.warmup, threads=args.threads)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()

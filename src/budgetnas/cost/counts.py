@@ -60,10 +60,12 @@ def count_macs(model: nn.Module, input_size: tuple[int, ...]) -> int:
 
 
 def profile(model_or_arch: Any, input_size: tuple[int, ...] | None = None, device: str | None = None,
-            *, latency: bool = False, **latency_options: Any) -> dict[str, Any]:
+            *, latency: bool = False, deployed: bool = True, **latency_options: Any) -> dict[str, Any]:
     """Params (dense, non-zero), MACs and, with `latency=True` or a device given, latency.
 
     Accepts a module (then `input_size` is required) or an `Arch` (input size from its config).
+    Counts are the architecture's; the latency of an `Arch` is that of its inference form (the
+    space's `deploy`: BatchNorms folded, same-edge ops merged) unless `deployed=False`.
     """
     from ..arch import Arch, build_model
 
@@ -86,5 +88,11 @@ def profile(model_or_arch: Any, input_size: tuple[int, ...] | None = None, devic
     if latency or device is not None:
         from .latency import measure_latency
 
-        result.update(measure_latency(model, input_size, device=device or "cpu", **latency_options))
+        timed = model
+        if deployed and isinstance(model_or_arch, Arch):
+            from ..spaces import get_space
+
+            timed = get_space(model_or_arch.space).deploy(model)
+        result.update(measure_latency(timed, input_size, device=device or "cpu", **latency_options))
+        result["latency_of"] = "inference form (BN folded, ops merged)" if timed is not model else "as built"
     return result

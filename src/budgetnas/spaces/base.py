@@ -67,6 +67,13 @@ class Space:
             raise UserError(f"not valid JSON ({exc})", where="--genotype",
                             fix="quote the genotype JSON in single quotes") from None
 
+    def deploy(self, model: nn.Module) -> nn.Module:
+        """The network for inference (export, latency): the same function in fewer layers. By
+        default BatchNorms are folded into the convolutions before them."""
+        from ..folding import fold_batchnorm
+
+        return fold_batchnorm(model)
+
     def draw(self, arch: dict, *, use_dot: bool | None = None) -> tuple[list[tuple[str, bytes]], list[str]]:
         """Drawings of an arch.json object: (caption, PNG) pairs and notes."""
         return [], [f"no drawing for space {self.name!r}"]

@@ -203,6 +203,11 @@ class DartsSpace(Space):
     def auxiliary_config(self) -> dict:
         return {"auxiliary": True}
 
+    def deploy(self, model: nn.Module) -> nn.Module:
+        from .darts_deploy import deploy_darts
+
+        return deploy_darts(model)
+
     def draw(self, arch: dict, *, use_dot: bool | None = None):
         from .drawings import darts_drawings
 

@@ -1,0 +1,234 @@
+"""Search quality: the networks each method finds, retrained with one recipe, at equal size.
+
+    python benchmarks/search_quality.py --dataset digits --seeds 0,1,2 --workers 2
+    python benchmarks/search_quality.py --dataset cifar --data-dir CACHE/cifar10 --seeds 0,1,2 --workers 2
+    python benchmarks/search_quality.py --page docs/bench_quality.md     # write the page from the cache
+
+Every method is run through the CLI and every found network is retrained with the same command,
+then timed at batch 1 on one thread (`budgetnas profile --latency`). Rows: MGAS (3 stages),
+MGAS `--stages 1`, DARTS + width scaling, random + width scaling, and the hand-written network
+`examples/small_digits.json` with its widths scaled to the target. Each (dataset, target, method,
+seed) is one job whose search and training directories live under --cache; a finished job's
+result is appended to results.jsonl there, so the benchmark resumes after any kill (a killed
+search or training resumes from its own checkpoint) and can run in the background for days.
+
+The hand-written row keeps the five cells of examples/small_digits.json (its own depth) and scales
+only their widths; the searched rows use the protocol's depth.
+
+Protocols (reduced for 2 CPU cores; the page says so):
+- digits: the built-in 8x8 digits; targets 8k, 16k, 32k non-zero params; retraining
+  `--recipe quick --epochs 20`; all 359 test images.
+- cifar: the CIFAR-10 JPEG copy at 16x16, 1,000 training images per class (the search splits
+  them into search-train and held-out), all 10,000 test images; targets 50k and 150k;
+  retraining `--recipe cifar10 --epochs 30 --cutout 8 --batch-size 128`.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+PROTOCOLS = {
+    "digits": {"data": ["--dataset", "digits"], "targets": [8000, 16000, 32000],
+               "train": ["--recipe", "quick", "--epochs", "20"],
+               "mgas": [], "darts": ["--epochs", "8"], "random": ["--candidates", "8"]},
+    "cifar": {"data": ["--dataset", "imagefolder", "--image-size", "16", "--subset", "10000"],
+              "targets": [50000, 150000],
+              "train": ["--recipe", "cifar10", "--epochs", "30", "--cutout", "8", "--batch-size", "128"],
+              "mgas": ["--layers", "5", "--channels", "8", "--batch-size", "96"],
+              "darts": ["--layers", "5", "--channels", "8", "--epochs", "10"],
+              "random": ["--layers", "5", "--candidates", "6"]},
+}
+METHODS = ["mgas", "mgas-1stage", "darts", "random", "handwritten"]
+
+
+def cli(args: list, log: Path, threads: int) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
+    with open(log, "a") as fh:
+        done = subprocess.run([sys.executable, "-m", "budgetnas", *map(str, args)], stdout=fh, stderr=fh, env=env,
+                              cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"budgetnas {' '.join(map(str, args[:3]))} failed (see {log})")
+
+
+def resumable(directory: Path, done_file: str) -> list[str]:
+    """Resume a run that left a checkpoint, start afresh otherwise."""
+    if (directory / done_file).is_file():
+        return []
+    return ["--resume"] if (directory / "checkpoint.pt").is_file() else []
+
+
+def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Path) -> Path:
+    method, target, seed = job["method"], job["target"], job["seed"]
+    common = [*data, "--seed", seed, "--threads", threads, "--no-report", "--target-params", target, "--out", out]
+    if (out / "arch.json").is_file() and (out / "summary.json").is_file():
+        return out / "arch.json"
+    if method == "handwritten":
+        scale_handwritten(proto, data, target, out)
+        return out / "arch.json"
+    name = "mgas" if method.startswith("mgas") else method
+    extra = {"mgas": proto["mgas"], "mgas-1stage": [*proto["mgas"], "--stages", "1"],
+             "darts": proto["darts"], "random": proto["random"]}[method]
+    cli(["search", name, *common, *extra, *resumable(out, "summary.json")], log, threads)
+    return out / "arch.json"
+
+
+def scale_handwritten(proto: dict, data: list, target: int, out: Path) -> None:
+    """The five cells of examples/small_digits.json, as written, at the widths that land on the
+    target, for this dataset's input."""
+    from budgetnas import load_arch, save_arch
+    from budgetnas.data import load_dataset
+    from budgetnas.io import write_json
+    from budgetnas.spaces.darts_cells import NetShape, make_arch, scale_to_target
+
+    cells = [c["edges"] for c in load_arch(ROOT / "examples" / "small_digits.json").genotype["cells"]]
+    args = dict(zip(data[::2], data[1::2]))
+    ds = load_dataset(args["--dataset"], args.get("--data-dir"),
+                      image_size=int(args["--image-size"]) if "--image-size" in args else None,
+                      subset=int(args["--subset"]) if "--subset" in args else None)
+    shape = NetShape.of(ds)
+    scaled = scale_to_target(lambda w: make_arch(cells, w, shape), target, "params", layers=len(cells))
+    out.mkdir(parents=True, exist_ok=True)
+    save_arch(scaled.arch, out)
+    write_json(out / "summary.json", {"method": "handwritten", "target": {"params": target},
+                                      "params_nonzero": scaled.size, "search_seconds": 0.0, **scaled.summary()})
+
+
+def run_job(job: dict, proto: dict, data: list, cache: Path, threads: int) -> dict:
+    tag = f"{job['dataset']}-{job['target']}-{job['method']}-s{job['seed']}"
+    log = cache / "logs" / f"{tag}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    arch = search(job, proto, data, cache / "search" / tag, threads, log)
+    train_dir = cache / "train" / tag
+    if not (train_dir / "metrics.json").is_file():
+        cli(["train", arch, *data, *proto["train"], "--seed", job["seed"], "--threads", threads, "--out", train_dir,
+             *resumable(train_dir, "metrics.json")], log, threads)
+    metrics = json.loads((train_dir / "metrics.json").read_text())
+    summary = json.loads((arch.parent / "summary.json").read_text())
+    latency = subprocess.run([sys.executable, "-m", "budgetnas", "profile", str(arch), "--latency", "--threads", "1",
+                              "--runs", "30", "--json"], capture_output=True, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    latency_ms = json.loads(latency.stdout)["latency_ms"] if latency.returncode == 0 else None
+    return {**job, "params_nonzero": metrics["params_nonzero"], "macs": metrics["macs"],
+            "test_acc": metrics["test_acc"], "search_seconds": summary.get("search_seconds"),
+            "search_peak_mb": summary.get("peak_memory_mb"), "val_acc_search": summary.get("val_acc"),
+            "pruned_by": summary.get("pruned_by"), "ops_kept": summary.get("ops_kept"),
+            "latency_ms_b1_t1": latency_ms, "train_seconds": metrics["train_seconds"],
+            "job_seconds": round(time.time() - started, 1)}
+
+
+def load_results(cache: Path) -> list[dict]:
+    path = cache / "results.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def key(row: dict) -> tuple:
+    return row["dataset"], row["target"], row["method"], row["seed"]
+
+
+def run_all(args) -> None:
+    proto = PROTOCOLS[args.dataset]
+    data = list(proto["data"])
+    if args.dataset == "cifar":
+        if not args.data_dir:
+            raise SystemExit("--data-dir: the unpacked CIFAR-10 JPEG tree (train/ and test/ class folders)")
+        data += ["--data-dir", str(args.data_dir)]
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    finished = {key(r) for r in load_results(cache)}
+    jobs = [{"dataset": args.dataset, "target": t, "method": m, "seed": s}
+            for s in args.seeds for t in proto["targets"] for m in args.methods]
+    jobs = [j for j in jobs if key(j) not in finished]
+    print(f"{len(jobs)} jobs to run ({len(finished)} cached) with {args.workers} workers", flush=True)
+
+    def work(job):
+        try:
+            row = run_job(job, proto, data, cache, args.threads)
+        except Exception as exc:  # noqa: BLE001 - reported, the other jobs go on
+            print(f"FAILED {job}: {exc}", flush=True)
+            return
+        with open(cache / "results.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        print(f"done {key(row)}: acc {row['test_acc']:.4f} params {row['params_nonzero']} "
+              f"({row['job_seconds']:.0f} s)", flush=True)
+
+    with ThreadPoolExecutor(args.workers) as pool:
+        list(pool.map(work, jobs))
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
+
+
+def write_page(cache: Path, page: Path, command: str) -> None:
+    rows = load_results(cache)
+    lines = ["# Search quality: accuracy at equal size", "",
+             f"Results of `benchmarks/search_quality.py` ({command}). Machine: {platform.processor() or platform.machine()}, "
+             f"{os.cpu_count()} cores; page written {_dt.date.today().isoformat()}.", "",
+             "Every method searched through the CLI, every network retrained with the same command, "
+             "test accuracy on the whole test split (last epoch). Paired difference = method minus MGAS "
+             "on the same seed, mean ± std over seeds. Latency: batch 1, 1 thread, median of 30 runs.", ""]
+    for dataset in sorted({r["dataset"] for r in rows}):
+        lines += [f"## {dataset}", ""]
+        for target in sorted({r["target"] for r in rows if r["dataset"] == dataset}):
+            here = [r for r in rows if r["dataset"] == dataset and r["target"] == target]
+            mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
+            lines += [f"### target {target:,} non-zero params", "",
+                      "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
+                      "paired diff vs MGAS (pp) | latency ms | search s | search peak MB |",
+                      "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+            for method in METHODS:
+                rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
+                if not rs:
+                    continue
+                accs = [r["test_acc"] for r in rs]
+                diffs = [r["test_acc"] - mgas[r["seed"]] for r in rs if r["seed"] in mgas]
+                params = statistics.mean(r["params_nonzero"] for r in rs)
+                lat = [r["latency_ms_b1_t1"] for r in rs if r.get("latency_ms_b1_t1")]
+                srch = [r["search_seconds"] for r in rs if r.get("search_seconds") is not None]
+                peak = [r["search_peak_mb"] for r in rs if r.get("search_peak_mb")]
+                cells = [method, str(len(rs)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
+                         mean_std(accs), ", ".join(f"{100 * a:.1f}" for a in accs),
+                         "-" if method == "mgas" or not diffs else mean_std(diffs),
+                         f"{statistics.median(lat):.2f}" if lat else "-",
+                         f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+    page.write_text("\n".join(lines) + "\n")
+    print(f"wrote {page}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(PROTOCOLS), default="digits")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",")], default=[0, 1, 2])
+    parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
+    parser.add_argument("--cache", default=str(ROOT / ".cache" / "search_quality"))
+    parser.add_argument("--page", type=Path, default=None, help="write the results page and exit")
+    args = parser.parse_args()
+    if args.page:
+        write_page(Path(args.cache), args.page, " ".join(sys.argv[1:]))
+        return
+    run_all(args)
+
+
+if __name__ == "__main__":
+    main()
