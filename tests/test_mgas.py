@@ -281,3 +281,22 @@ def test_nan_loss_stops_the_search_with_exit_2(tmp_path, cli):
     assert "loss became" in result.stderr and "epoch 1, step" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "nan" / "checkpoint.pt").exists()
+
+
+def test_latency_target_is_hit_by_the_table_estimate(tmp_path, monkeypatch):
+    """--target-latency-ms: the search steers by a per-op latency table measured on this device
+    (cached), lands within 3 % of the target by that table, and reports the measured latency."""
+    monkeypatch.setenv("BUDGETNAS_CACHE", str(tmp_path / "cache"))
+    from budgetnas.cost.darts import darts_latency, latency_table
+
+    net = MGASSupernet(channels=2, layers=3, in_channels=1, num_classes=10)
+    table = latency_table("cpu", threads=1)
+    largest = Sizer("latency", 8, table)(net)
+    smallest = darts_latency(table, minimum_arch(net, 8))
+    table.save()
+    target = round(smallest + 0.5 * (largest - smallest), 3)
+    out = _search(tmp_path, "lat", target_latency_ms=target, stages=1)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"] == {"latency": target}
+    assert abs(summary["latency_ms_table"] / target - 1) <= 0.03
+    assert summary["latency_ms_measured"] > 0 and list((tmp_path / "cache").glob("darts_latency-*.json"))

@@ -5,8 +5,10 @@ import hashlib
 import json
 
 from ... import distributed as dist_utils
-from ...arch import Arch, build_model, make_provenance
-from ...cost import count_macs, count_nonzero
+from ...arch import Arch, make_provenance
+from ...config import TARGET_FIELDS
+from ...cost import profile
+from ...cost.darts import latency_table
 from ...errors import UserError
 from ...runs import Method
 from .options import MGASOptions
@@ -26,8 +28,9 @@ class MGASMethod(Method):
         opts = self.opts
         given = opts.target()
         target = {given[0]: given[1]} if given else {"params": 0}
+        table = latency_table(str(ctx.device), threads=opts.latency_threads) if "latency" in target else None
         self.search = MGASSearch(ctx.dataset, settings_from(opts), target=target, seed=opts.seed,
-                                 device=ctx.device, rank=ctx.rank, world=ctx.world)
+                                 device=ctx.device, rank=ctx.rank, world=ctx.world, latency_table=table)
         search = self.search
         if given is None:
             search.goal = int(DEFAULT_TARGET_SHARE * search.sizer(search.net))
@@ -68,8 +71,7 @@ class MGASMethod(Method):
         search = self.search
         arch = search.sizer.arch(search.net)
         arch.provenance = make_provenance("mgas", self.opts.dataset, search.target, search.seed)
-        model = build_model(arch)
-        size = count_macs(model, search.ds.shape) if search.unit == "macs" else count_nonzero(model)
+        size = search.sizer.of(arch)
         arch_text = json.dumps(arch.to_json(None)["genotype"], sort_keys=True)
         extras = {"target": search.target, "val_acc": search.evaluate(search.phases[-1]),
                   "epochs": search.state.global_epoch, "stages": search.s.stages,
@@ -79,6 +81,11 @@ class MGASMethod(Method):
                   "target_error": round(size / search.goal - 1, 4),
                   "rank_arch_checksums": dist_utils.gather_strings(
                       hashlib.sha256(arch_text.encode()).hexdigest()[:16])}
+        if search.unit == "latency":
+            search.sizer.table.save()
+            extras["latency_ms_table"] = round(size, 4)
+            extras["latency_ms_measured"] = profile(arch, latency=True, threads=self.opts.latency_threads,
+                                                    runs=30)["latency_ms"]
         return arch, extras
 
     def table_rows(self, summary: dict) -> dict:
@@ -88,10 +95,8 @@ class MGASMethod(Method):
 def check_target(search: MGASSearch) -> tuple[int, int]:
     """(smallest, largest) size the search can end with; a target outside is refused (exit 2)."""
     largest = search.sizer(search.net)
-    smallest_model = build_model(minimum_arch(search.net, search.ds.input_size))
-    smallest = (count_macs(smallest_model, search.ds.shape) if search.unit == "macs"
-                else count_nonzero(smallest_model))
-    flag, goal, unit = f"--target-{search.unit}", search.goal, search.unit
+    smallest = search.sizer.of(minimum_arch(search.net, search.ds.input_size))
+    flag, goal, unit = "--" + TARGET_FIELDS[search.unit].replace("_", "-"), search.goal, search.unit
     if goal > largest:
         raise UserError(f"target {goal} is above the whole supernet ({largest} {unit})", where=flag,
                         fix=f"choose a target between {smallest} and {largest}, or a larger preset / --channels")

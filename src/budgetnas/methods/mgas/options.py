@@ -41,4 +41,7 @@ class MGASOptions(TargetOptions):
     stage_ratio: float = Field(0.3, gt=0, lt=1, description="end a stage at this share of its size")
     regrow_ratio: float = Field(0.2, ge=0, le=1, description="share of a stage's pruned ops regrown")
     tolerance: float = Field(0.03, gt=0, lt=0.5, description="accepted relative distance to the target")
+    target_latency_ms: float | None = Field(None, gt=0, description="latency of the found network at batch 1, "
+                                            "from a per-op table measured on --device (cached)")
+    latency_threads: int = Field(1, ge=1, le=1024, description="threads the latency target is measured with")
     stop_after: int | None = Field(None, ge=1, description="stop after this many epochs (resumable)")

@@ -32,15 +32,15 @@ class MGASSearch:
     """The supernet, its optimizers and the search state, advanced one epoch at a time."""
 
     def __init__(self, dataset: Dataset, settings: SearchSettings, *, target: dict, seed: int,
-                 device: torch.device, rank: int = 0, world: int = 1):
+                 device: torch.device, rank: int = 0, world: int = 1, latency_table=None):
         self.ds, self.s, self.seed = dataset, settings, seed
         self.rank, self.world, self.device = rank, world, device
         self.target = target
-        self.unit = "macs" if "macs" in target else "params"
+        (self.unit,) = target  # params, macs or latency
         torch.manual_seed(seed)
         self.net = MGASSupernet(channels=settings.channels, layers=settings.layers,
                                 in_channels=dataset.channels, num_classes=dataset.num_classes).to(device)
-        self.sizer = Sizer(self.unit, dataset.input_size)
+        self.sizer = Sizer(self.unit, dataset.input_size, latency_table)
         self.w_opt, self.a_opt = make_optimizers(self.net, settings)
         self.phases = make_phases(settings)
         self.state = SearchState(delta=settings.lambda_delta)
