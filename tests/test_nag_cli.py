@@ -217,3 +217,33 @@ def test_generate_resume_after_kill_between_weights_and_checkpoint(table_csv, tm
                               ignore={"generate_ms", "search_seconds", "peak_memory_mb"})
     assert outcome.killed and outcome.restarts == ["resume"]
     assert outcome.equal, outcome.differences
+
+
+def test_generate_on_a_table_of_the_whole_space_answers_by_lookup(cli, tmp_path):
+    """Every architecture measured and revealed: no generator, the best row within each budget,
+    and the output and picks.json say so."""
+    path = tmp_path / "full.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["arch", "acc", "latency_ms"])
+        for code in range(27):
+            choice = [code // 9, (code // 3) % 3, code % 3]
+            w.writerow(["-".join(map(str, choice)), 50 + 3.0 * sum(choice) - choice[0], 1 + sum(c * c for c in choice)])
+    result = cli("generate", "--table", path, "--accuracy", "acc", "--cost", "latency_ms", "--budgets", "3,6",
+                 "--out", tmp_path / "run")
+    assert result.returncode == 0, result.stderr
+    assert "answered by lookup" in result.stdout
+    picks = json.loads((tmp_path / "run" / "picks.json").read_text())
+    assert picks["answered_by"] == "table" and all(p["answered_by"] == "table" for p in picks["picks"])
+    assert not (tmp_path / "run" / "generator.json").exists()
+    rows = list(csv.DictReader(open(path)))
+    for pick in picks["picks"]:
+        fits = [float(r["acc"]) for r in rows if float(r["latency_ms"]) <= pick["budget"]]
+        assert pick["test_acc"] == max(fits) and pick["regret"] == 0.0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["answered_by"] == "table"
+    # with a query budget the generator is trained as before
+    partial = cli("generate", "--table", path, "--accuracy", "acc", "--cost", "latency_ms", "--budgets", "3,6",
+                  "--reveal", "20", "--out", tmp_path / "gen", *TINY)
+    assert partial.returncode == 0, partial.stderr
+    assert json.loads((tmp_path / "gen" / "picks.json").read_text())["answered_by"] == "generator"

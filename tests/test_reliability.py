@@ -129,3 +129,38 @@ def test_any_yaml_config_gives_user_error_or_options(tmp_path_factory, values):
         resolve_options(TrainOptions, argparse.Namespace(config=str(path)))
     except UserError as exc:
         assert "\n" not in str(exc)
+
+
+def test_out_paths_that_are_files_and_run_directories_as_arch(tmp_path, cli, small_arch_path):
+    """--out naming an existing file: exit 2 on one line (train and search); export --out naming a
+    directory writes DIR/model.onnx; a run directory stands for its arch.json; report refuses a
+    directory that is not a run; a resume with another option names it."""
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    for args in (["train", small_arch_path, "--epochs", "1"], ["search", "mgas", "--subset", "100"]):
+        result = cli(*args, "--out", a_file)
+        assert result.returncode == 2 and "is a file" in result.stderr and result.stderr.count("\n") == 1
+        assert "Traceback" not in result.stderr
+    run = tmp_path / "run"
+    assert cli("train", small_arch_path, "--epochs", "1", "--subset", "100", "--out", run).returncode == 0
+    profiled = cli("profile", run, "--json")  # a run directory for ARCH
+    assert profiled.returncode == 0 and json.loads(profiled.stdout)["params_nonzero"] == 33_398
+    target = tmp_path / "exported"
+    target.mkdir()
+    exported = cli("export", run, "--weights", run, "--format", "torchscript", "--out", target)
+    assert exported.returncode == 0, exported.stderr
+    assert (target / "model.pt").is_file()
+    resumed = cli("train", small_arch_path, "--epochs", "2", "--subset", "100", "--out", run, "--resume")
+    assert resumed.returncode == 2 and "--epochs is 2 now but was 1" in resumed.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = cli("report", empty)
+    assert report.returncode == 2 and "not a budgetnas run directory" in report.stderr
+    assert not (empty / "report.html").exists()
+
+
+def test_a_refused_target_leaves_no_run_directory(tmp_path, cli):
+    for method in ("mgas", "darts", "random"):
+        result = cli("search", method, "--subset", "100", "--target-params", "10", "--out", tmp_path / method)
+        assert result.returncode == 2, result.stderr
+        assert not (tmp_path / method).exists()
