@@ -17,6 +17,8 @@ class Space:
 
     name: str = ""
     CONFIG_DEFAULTS: dict[str, Any] = {}
+    INT_SETTINGS: tuple[str, ...] = ()  # config keys that must be integers >= 1
+    MIN_INPUT_SIZE = 1  # the smallest image the network's reductions leave at least a pixel of
 
     # ---------------------------------------------------------------- the architecture file
     def validate(self, config: dict, genotype: Any, *, where: str) -> None:
@@ -24,8 +26,15 @@ class Space:
         self.check_genotype(genotype, self.check_config(config, where), where)
 
     def check_config(self, config: Any, where: str) -> dict:
-        """The config with defaults filled in; unknown settings refused."""
-        return config_with_defaults(config, self.CONFIG_DEFAULTS, where)
+        """The config with defaults filled in; unknown settings refused; integer settings and
+        the input size checked."""
+        cfg = config_with_defaults(config, self.CONFIG_DEFAULTS, where)
+        for key in self.INT_SETTINGS:
+            require_int(cfg[key], f"{where}: config.{key}")
+        if "input_size" in self.INT_SETTINGS and cfg["input_size"] < self.MIN_INPUT_SIZE:
+            raise ArchError(f"input_size must be >= {self.MIN_INPUT_SIZE} for this network's reductions",
+                            where=f"{where}: config.input_size")
+        return cfg
 
     def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
         raise NotImplementedError

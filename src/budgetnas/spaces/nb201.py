@@ -24,7 +24,7 @@ import torch.nn as nn
 from ..errors import ArchError
 from ..layers import ReLUConvBN
 from . import register_space
-from .base import Space, config_with_defaults, require_int
+from .base import Space
 from .decisions import Decision, DecisionSpace
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -154,15 +154,8 @@ class NB201Network(nn.Module):
 class NB201Space(Space):
     name = "nb201"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
-
-    def check_config(self, config: Any, where: str) -> dict:
-        cfg = config_with_defaults(config, CONFIG_DEFAULTS, where)
-        for key in CONFIG_DEFAULTS:
-            require_int(cfg[key], f"{where}: config.{key}")
-        if cfg["input_size"] < 4:
-            raise ArchError("input_size must be >= 4 (two stride-2 reductions)",
-                            where=f"{where}: config.input_size")
-        return cfg
+    INT_SETTINGS = tuple(CONFIG_DEFAULTS)
+    MIN_INPUT_SIZE = 4
 
     def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
         parse_arch_string(genotype, where=f"{where}: genotype")

@@ -29,7 +29,7 @@ import torch.nn as nn
 from ..errors import ArchError
 from ..layers import StridedPointwise
 from . import register_space
-from .base import Space, config_with_defaults, require_int
+from .base import Space
 from .decisions import Decision, DecisionSpace
 
 STAGES = (2, 3, 3)  # searchable layers per stage
@@ -125,14 +125,8 @@ def decision_space() -> DecisionSpace:
 class NBMacroSpace(Space):
     name = "nbmacro"
     CONFIG_DEFAULTS = CONFIG_DEFAULTS
-
-    def check_config(self, config: Any, where: str) -> dict:
-        cfg = config_with_defaults(config, CONFIG_DEFAULTS, where)
-        for key in CONFIG_DEFAULTS:
-            require_int(cfg[key], f"{where}: config.{key}")
-        if cfg["input_size"] < 8:
-            raise ArchError("input_size must be >= 8 (three stride-2 stages)", where=f"{where}: config.input_size")
-        return cfg
+    INT_SETTINGS = tuple(CONFIG_DEFAULTS)
+    MIN_INPUT_SIZE = 8
 
     def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
         parse_genotype(genotype, where=f"{where}: genotype")
