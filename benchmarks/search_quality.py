@@ -12,8 +12,8 @@ seed) is one job whose search and training directories live under --cache; a fin
 result is appended to results.jsonl there, so the benchmark resumes after any kill (a killed
 search or training resumes from its own checkpoint) and can run in the background for days.
 
-The hand-written row keeps the five cells of examples/small_digits.json (its own depth) and scales
-only their widths; the searched rows use the protocol's depth.
+The hand-written row takes the cells of examples/small_digits.json (its normal and reduction cells)
+at the protocol's depth and scales only their widths.
 
 Protocols (reduced for 2 CPU cores; the page says so):
 - digits: the built-in 8x8 digits; targets 8k, 16k, 32k non-zero params; retraining
@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT / "src"))
 PROTOCOLS = {
     "digits": {"data": ["--dataset", "digits"], "targets": [8000, 16000, 32000],
                "train": ["--recipe", "quick", "--epochs", "20"],
-               "mgas": [], "darts": ["--epochs", "8"], "random": ["--candidates", "8"]},
+               "mgas": [], "cells": 3, "darts": ["--epochs", "8"], "random": ["--candidates", "8"]},
     "cifar": {"data": ["--dataset", "imagefolder", "--image-size", "16", "--subset", "10000"],
               "targets": [50000, 150000],
               "train": ["--recipe", "cifar10", "--epochs", "30", "--cutout", "8", "--batch-size", "128"],
-              "mgas": ["--layers", "5", "--channels", "8", "--batch-size", "96"],
+              "mgas": ["--layers", "5", "--channels", "8", "--batch-size", "96"], "cells": 5,
               "darts": ["--layers", "5", "--channels", "8", "--epochs", "10"],
               "random": ["--layers", "5", "--candidates", "6"]},
 }
@@ -85,14 +85,20 @@ def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Pat
 
 
 def scale_handwritten(proto: dict, data: list, target: int, out: Path) -> None:
-    """The five cells of examples/small_digits.json, as written, at the widths that land on the
-    target, for this dataset's input."""
+    """The cells of examples/small_digits.json at the protocol's depth (its normal cells where a
+    normal cell goes, its reduction cells at the reductions, in order), at the widths that land on
+    the target, for this dataset's input."""
     from budgetnas import load_arch, save_arch
     from budgetnas.data import load_dataset
     from budgetnas.io import write_json
-    from budgetnas.spaces.darts_cells import NetShape, make_arch, scale_to_target
+    from budgetnas.spaces.darts_cells import NetShape, make_arch, reduction_cells, scale_to_target
 
-    cells = [c["edges"] for c in load_arch(ROOT / "examples" / "small_digits.json").genotype["cells"]]
+    hand = load_arch(ROOT / "examples" / "small_digits.json").genotype["cells"]
+    normal = [c["edges"] for c in hand if not c["reduction"]]
+    reduce = [c["edges"] for c in hand if c["reduction"]]
+    reductions = reduction_cells(proto["cells"])
+    cells = [reduce[reductions.index(i) % len(reduce)] if i in reductions else normal[i % len(normal)]
+             for i in range(proto["cells"])]
     args = dict(zip(data[::2], data[1::2]))
     ds = load_dataset(args["--dataset"], args.get("--data-dir"),
                       image_size=int(args["--image-size"]) if "--image-size" in args else None,
