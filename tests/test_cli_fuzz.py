@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime
 import functools
 import io
 import math
@@ -250,8 +249,8 @@ def anything(draw, table: str):
     return name, [*argv, f"{option['flag']}={value}"]
 
 
-# The deadline only catches hangs (an example takes milliseconds; a shared machine may be slow).
-FUZZ = settings(max_examples=150, deadline=datetime.timedelta(seconds=20), derandomize=True,
+# No deadline: an accepted value may build a large network, and a shared machine stalls at random.
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,3 +164,12 @@ def read_trace(trace: Path, root: Path | None = None) -> tuple[list[str], dict[s
     return writes, points
 
 
+
+
+PROGRESS_LINE = re.compile(r"^\[[\w-]+\] ")  # what runs/progress.py prints per step off a terminal
+
+
+def error_text(stderr: str) -> str:
+    """stderr without the per-step progress lines: what a failed command said about the failure
+    (tests check that this is one line)."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not PROGRESS_LINE.match(line))

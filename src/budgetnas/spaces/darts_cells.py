@@ -189,8 +189,8 @@ def scale_to_target(make: Callable[[Widths], "Arch"], goal: int, unit: str, *, l
     """The widths whose network's size is nearest to `goal`: bisection on the integer C of the
     default widths (size grows with C) for the largest network not above the goal, then single
     channel steps, knob by knob from the largest effect to the smallest, while the size stays
-    within the goal; the last step over the goal is taken when it lands nearer. `make(widths)`
-    builds the architecture. Raises UserError (exit 2) when even the smallest width is above the
+    within the goal; the last step over the goal, or the next default width, is taken when it lands
+    nearer. `make(widths)` builds the architecture. Raises UserError (exit 2) when even the smallest width is above the
     goal or the largest below it."""
     size_at: dict[Widths, int] = {}
 
@@ -223,5 +223,7 @@ def scale_to_target(make: Callable[[Widths], "Arch"], goal: int, unit: str, *, l
     for knob in knobs:
         while size(widths.step(knob)) <= goal:
             widths = widths.step(knob)
-    best = min([widths] + [widths.step(k) for k in knobs], key=lambda w: (abs(size(w) - goal), size(w)))
-    return Scaled(make(best), lo, best, size(best), goal, unit)
+    # the next default width stays a candidate: single steps from below can stop short of it
+    candidates = [widths, at(hi)] + [widths.step(k) for k in knobs]
+    best = min(candidates, key=lambda w: (abs(size(w) - goal), size(w)))
+    return Scaled(make(best), hi if best == at(hi) else lo, best, size(best), goal, unit)
