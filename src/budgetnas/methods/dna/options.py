@@ -11,6 +11,9 @@ from ...runs.registry import PlotSpec, ReportSpec, register_method
 
 DEFAULT_OPS = ("e3k3", "e3k5", "e3k7", "e6k3", "e6k5", "e6k7")
 MAX_WIDTH = 4096  # sanity limit for typed widths (a mistyped extra digit must not allocate gigabytes)
+# The NB201 teacher's cell: the largest cell with an identity shortcut (docs/dna.md).
+NB201_TEACHER_CELL = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                      "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
 
 
 REPORT = ReportSpec(plots=(
@@ -63,3 +66,26 @@ class DNAOptions(TargetOptions):
     progressive: int = Field(0, ge=0, description="DNA+: rounds where the found network, retrained, "
                              "becomes the next teacher")
     final_epochs: int = Field(5, ge=0, description="retraining epochs for val_acc (and DNA+ teachers); 0 = skip")
+    # --space nb201 (methods/dna/nb201/): a block is a stage, a candidate is a cell genotype
+    space: Literal["mbconv", "nb201"] = Field("mbconv", description="search space: MBConv blocks or "
+                                              "the NAS-Bench-201 cell space (one block per stage)")
+    nb201_channels: int = Field(8, ge=1, le=512, description="nb201: proxy student width C (stages C, 2C, 4C)")
+    nb201_cells: int = Field(1, ge=1, le=8, description="nb201: proxy student cells per stage (1 rates "
+                             "all 15,625 cells fast and exactly; more rates cell by cell)")
+    nb201_teacher_channels: int | None = Field(None, ge=1, le=512, description="nb201: teacher width "
+                                               "(default: twice --nb201-channels)")
+    nb201_teacher_cells: int | None = Field(None, ge=1, le=8, description="nb201: teacher cells per "
+                                            "stage (default: twice --nb201-cells)")
+    nb201_teacher_cell: str = Field(NB201_TEACHER_CELL, description="nb201: the teacher's cell")
+    nb201_teacher_lr: float = Field(0.1, gt=0, description="nb201: teacher SGD learning rate")
+    nb201_sampler: Literal["uniform", "fair"] = Field("uniform", description="nb201: path sampling in "
+                                                      "block training (fair: every op once per edge every 5 steps)")
+    nb201_target_norm: bool = Field(False, description="nb201: divide teacher targets by their "
+                                    "per-channel std (every channel weighs the same)")
+    nb201_rating: Literal["lstsq", "adapter", "rel-l1"] = Field(
+        "lstsq", description="nb201: block score: held-out MSE with a least-squares adapter fitted per "
+        "cell (lstsq), MSE through the trained adapter (adapter), or relative L1 through it (rel-l1, slow)")
+    nb201_per_stage: bool = Field(False, description="nb201: allow a different cell in every stage "
+                                  "(default: the same cell everywhere, the benchmark's space)")
+    nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
+    nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
