@@ -1,7 +1,9 @@
 """Ranking metrics and the NASWOT score on hand-made inputs."""
 from __future__ import annotations
 
+import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,3 +87,28 @@ def test_naswot_equals_the_kernel_written_out():
     assert naswot_score(model, x) == pytest.approx(expected, rel=1e-12)
     assert naswot_score(nn.Linear(4, 2), x) == float("-inf")  # no ReLU: no codes
     assert np.isfinite(naswot_score(model, x))
+
+
+TABLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nasbench201" / "nb201_cifar10.csv"
+
+
+@pytest.mark.skipif(not TABLE.is_file(), reason="the NAS-Bench-201 table is not available")
+def test_params_alone_on_the_whole_nas_bench_201_table():
+    """The published table against the full-scale network's exact params: the size proxy that
+    DNA's ratings are compared with (docs/bench_dna.md)."""
+    from budgetnas.methods.dna.nb201.block import cell_index, cell_of_string
+    from budgetnas.methods.dna.nb201.search import cell_costs
+
+    acc = np.full(15625, np.nan)
+    with open(TABLE, newline="") as fh:
+        for row in csv.DictReader(fh):
+            acc[cell_index(cell_of_string(row["arch"]))] = float(row["cifar10_test_acc"])
+    assert not np.isnan(acc).any()
+    full = {"in_channels": 3, "num_classes": 10, "input_size": 32, "C": 16, "cells_per_stage": 5}
+    params = cell_costs(full)["params"]
+    assert params.max() == 1_531_546
+    report = ranking_report(params, acc, params, budgets=[float(params.max())])
+    assert report["kendall_tau"] == pytest.approx(0.5778, abs=1e-4)
+    assert report["within_bin_tau"] == pytest.approx(0.2650, abs=1e-4)
+    assert report["top_precision"] == pytest.approx(0.3708, abs=1e-4)
+    assert report["picks"][0]["best"] == pytest.approx(acc.max())
