@@ -151,6 +151,9 @@ def test_search_dna_nb201_end_to_end_resume_and_per_stage(tmp_path, cli):
     genotype = load_arch(out / "arch.json").genotype
     assert isinstance(genotype, list) and len(genotype) == 3
     assert summary["macs"] == summary["cost"] <= 200000 and not summary["same_cell"]
+    report = cli("report", out)
+    assert report.returncode == 0, report.stderr
+    assert "stage 2:" in (out / "report.html").read_text()  # one drawing per stage's cell
 
 
 def test_nb201_bad_inputs_are_one_line_errors(tmp_path, cli):
@@ -205,3 +208,21 @@ def test_fair_sampler_uses_every_op_once_per_edge_every_five_steps():
     for start in (0, 5):
         for edge in range(6):
             assert sorted(paths[start:start + 5, edge].tolist()) == [0, 1, 2, 3, 4]
+
+
+def test_per_stage_genotypes_validate_build_and_draw():
+    from budgetnas.errors import ArchError
+    from budgetnas.spaces import get_space
+    from budgetnas.spaces.nb201 import stage_genotypes
+
+    cells = [CELL, string_of_cell((3,) * 6), string_of_cell((1,) * 6)]
+    cfg = {"in_channels": 3, "num_classes": 10, "input_size": 8, "C": 4, "cells_per_stage": 1}
+    space = get_space("nb201")
+    space.validate(cfg, cells, where="arch")
+    net = NB201Network(cfg, cells)
+    kinds = [[type(e).__name__ for e in net.cells[k].edges] for k in (0, 2, 4)]  # cells.1, .3: reductions
+    assert kinds[1] == ["ReLUConvBN"] * 6 and kinds[2] == ["Identity"] * 6 and kinds[0][1] == "Identity"
+    images, notes = space.draw({"space": "nb201", "config": cfg, "genotype": cells}, use_dot=False)
+    assert [caption.split(":")[0] for caption, _ in images] == ["stage 0", "stage 1", "stage 2"] and not notes
+    with pytest.raises(ArchError, match="3 cell strings"):
+        stage_genotypes([CELL, CELL])

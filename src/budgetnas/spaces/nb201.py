@@ -186,10 +186,16 @@ class NB201Space(Space):
 
         text = arch.get("genotype")
         try:
-            ops = parse_arch_string(text)
+            stage_ops = stage_genotypes(text)
         except ArchError as exc:
             return [], [f"the NAS-Bench-201 genotype could not be read ({exc})"]
-        return nb201_drawings(text, [(s, t, op) for (s, t), op in zip(EDGES, ops)], use_dot=use_dot)
+        if not isinstance(text, list):  # one cell everywhere
+            return nb201_drawings(text, [(s, t, op) for (s, t), op in zip(EDGES, stage_ops[0])], use_dot=use_dot)
+        images: list = []
+        for stage, (cell, ops) in enumerate(zip(text, stage_ops)):  # one cell per stage
+            drawn, _ = nb201_drawings(cell, [(s, t, op) for (s, t), op in zip(EDGES, ops)], use_dot=use_dot)
+            images.extend((f"stage {stage}: {caption}", png) for caption, png in drawn)
+        return images, []
 
 
 register_space(NB201Space())
