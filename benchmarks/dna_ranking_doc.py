@@ -8,8 +8,8 @@ GOALS = {"kendall_tau": 0.65, "within_bin_tau": 0.40, "regret": 0.5}
 
 def _times(record: dict) -> str:
     if "log" not in record:
-        return (f"measuring saved ratings {record['seconds_this_run'] / 60:.1f} min in this run, of which "
-                f"NASWOT {record['naswot_seconds'] / 60:.1f} min (all cells, cached)")
+        return (f"NASWOT of all cells {record['naswot_seconds'] / 60:.1f} min (cached in WORK/naswot.json); "
+                f"this run {record['seconds_this_run']:.0f} s")
     log = record["log"]
     teacher = record["teacher"].get("train_seconds", 0.0)
     blocks = sum(r["seconds"] for r in log if r.get("stage") == "block")

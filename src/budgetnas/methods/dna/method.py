@@ -41,6 +41,7 @@ class DNAMethod(Method):
 
     def check(self, ctx) -> None:
         opts = self.opts
+        opts.check_space_options()
         if opts.space == "nb201":
             from .nb201 import steps
 

@@ -7,10 +7,14 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ...config import TargetOptions
+from ...errors import UserError
 from ...runs.registry import PlotSpec, ReportSpec, register_method
 
 DEFAULT_OPS = ("e3k3", "e3k5", "e3k7", "e6k3", "e6k5", "e6k7")
 MAX_WIDTH = 4096  # sanity limit for typed widths (a mistyped extra digit must not allocate gigabytes)
+# Options of the MBConv student that mean nothing in the NAS-Bench-201 space (and vice versa: nb201_*).
+MBCONV_ONLY = ("ops", "depths", "widths", "adapters", "se", "stem_stride", "strides", "stem_channels",
+               "first_channels", "head_channels", "teacher_stages", "teacher_weights", "latency_runs")
 # The NB201 teacher's cell: the largest cell with an identity shortcut (docs/dna.md).
 NB201_TEACHER_CELL = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
                       "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
@@ -89,3 +93,12 @@ class DNAOptions(TargetOptions):
                                   "(default: the same cell everywhere, the benchmark's space)")
     nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
     nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
+
+    def check_space_options(self) -> None:
+        """Refuse an option given for the other space (it would be silently ignored)."""
+        foreign = sorted(k for k in self.model_fields_set
+                         if (k.startswith("nb201_") if self.space == "mbconv" else k in MBCONV_ONLY))
+        if foreign:
+            flag = "--" + foreign[0].replace("_", "-")
+            raise UserError(f"{flag} does not apply to --space {self.space}", where=flag,
+                            fix="remove it, or choose the space it belongs to with --space")
