@@ -230,3 +230,34 @@ def test_per_stage_genotypes_validate_build_and_draw():
     assert [caption.split(":")[0] for caption, _ in images] == ["stage 0", "stage 1", "stage 2"] and not notes
     with pytest.raises(ArchError, match="3 cell strings"):
         stage_genotypes([CELL, CELL])
+
+
+def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
+    """A teacher directory whose network always answers class 0 (held-out accuracy 1/4 on the
+    synthetic data) is refused once the found network, retrained, beats it; the run then
+    continues from its cached ratings with --allow-weak-teacher."""
+    from budgetnas.arch import Arch, make_provenance, save_arch
+    from budgetnas.io import save_safetensors
+    from budgetnas.methods.dna.options import NB201_TEACHER_CELL
+
+    teacher = tmp_path / "teacher"
+    cfg = {"in_channels": 3, "num_classes": 4, "input_size": 8, "C": 4, "cells_per_stage": 1}
+    arch = Arch("nb201", cfg, NB201_TEACHER_CELL, None, make_provenance("train", "synthetic", None, 0))
+    save_arch(arch, teacher, "arch.json")
+    torch.manual_seed(0)
+    net = NB201Network(cfg, NB201_TEACHER_CELL)
+    with torch.no_grad():
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    save_safetensors(teacher / "model.safetensors", net.state_dict())
+    out = tmp_path / "run"
+    args = [*TINY, "--teacher", teacher, "--final-epochs", "3", "--target-params", "5000", "--out", out]
+    refused = cli(*args)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "below the found network's" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    assert not (out / "summary.json").exists()
+    allowed = cli(*args, "--resume", "--allow-weak-teacher")
+    assert allowed.returncode == 0, allowed.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["teacher"]["val_acc"] == pytest.approx(0.25, abs=0.1)
+    assert summary["val_acc"] > summary["teacher"]["val_acc"]

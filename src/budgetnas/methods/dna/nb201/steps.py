@@ -80,6 +80,7 @@ def run(method, ctx) -> bool:
         from ..rounds import retrain
 
         _, val_acc = retrain(arch, ctx.dataset, ctx.out / "final", opts, ctx.device, epochs=opts.final_epochs)
+        check_teacher_strength(opts, info, val_acc)
     method.log, method.val_acc = log, val_acc
     method.found = {"arch": arch, "front": points, "chosen": chosen, "teacher": info}
     ctx.save_checkpoint({"round": 0, "done": True}, log=log)
@@ -130,12 +131,29 @@ def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
         raise UserError(f"the teacher takes {cfg.get('in_channels')}x{cfg.get('input_size')} px images, "
                         f"the data has {dataset.channels}x{dataset.input_size}", where="--teacher",
                         fix="use --image-size to match, or another teacher")
-    info = read_json(path / TEACHER_INFO) if (path / TEACHER_INFO).is_file() else {}
+    info = read_json(path / TEACHER_INFO) if opts.teacher == "train" else {}
+    if info.get("val_acc") is None:  # a user's run directory: measured here, on the held-out split
+        from ....train.loop import evaluate
+
+        info["val_acc"] = evaluate(module.to(device), dataset, dataset.val, device)
     info = {**info, "path": str(path), "C": cfg.get("C", 16), "cells_per_stage": cfg.get("cells_per_stage", 5),
             "genotype": arch.genotype}
     teacher = Teacher(module, stage_taps(info["cells_per_stage"]), train_bn=opts.teacher_bn == "train",
                       description=f"teacher {path}").to(device)
     return teacher, info
+
+
+def check_teacher_strength(opts, info: dict, found_acc: float) -> None:
+    """Refuse a teacher whose held-out accuracy is below that of the best network the search has
+    trained (the found one, retrained for --final-epochs), unless --allow-weak-teacher: its
+    ratings would rank students by how well they copy a worse network."""
+    teacher_acc = info.get("val_acc")
+    if opts.allow_weak_teacher or teacher_acc is None or found_acc <= teacher_acc:
+        return
+    raise UserError(f"the teacher's held-out accuracy {teacher_acc:.4f} is below the found network's "
+                    f"{found_acc:.4f} (retrained for {opts.final_epochs} epochs)", where="--teacher",
+                    fix="train a stronger teacher (--teacher-epochs, --nb201-teacher-channels), or continue "
+                        "this run with --resume --allow-weak-teacher")
 
 
 def teacher_sum(teacher) -> str:
