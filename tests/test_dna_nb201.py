@@ -165,11 +165,13 @@ def test_nb201_bad_inputs_are_one_line_errors(tmp_path, cli):
     assert tiny.returncode == 2 and "smallest costs" in tiny.stderr
     bad_cell = cli(*TINY, "--nb201-teacher-cell", "|conv~0|", "--target-params", "5000", "--out", tmp_path / "d")
     assert bad_cell.returncode == 2 and "Traceback" not in bad_cell.stderr
+    block = cli(*TINY, "--block", "3", "--out", tmp_path / "g")
+    assert block.returncode == 2 and "--block" in block.stderr
     mbconv_flag = cli(*TINY, "--depths", "1,2", "--target-params", "5000", "--out", tmp_path / "e")
     assert mbconv_flag.returncode == 2 and "--depths does not apply to --space nb201" in mbconv_flag.stderr
     nb201_flag = cli("search", "dna", "--nb201-channels", "4", "--target-params", "5000", "--out", tmp_path / "f")
     assert nb201_flag.returncode == 2 and "--nb201-channels does not apply to --space mbconv" in nb201_flag.stderr
-    for result in (latency, vision, tiny, bad_cell, mbconv_flag, nb201_flag):
+    for result in (latency, vision, tiny, bad_cell, block, mbconv_flag, nb201_flag):
         assert result.stderr.count("\n") == 1, result.stderr
 
 
