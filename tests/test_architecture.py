@@ -17,7 +17,8 @@ SRC = ROOT / "src" / "budgetnas"
 EXAMPLES = ROOT / "examples"
 # Shared parts never import a method (methods build on them, not the other way round).
 SHARED = ("budgetnas.cost", "budgetnas.spaces", "budgetnas.train", "budgetnas.data", "budgetnas.runs",
-          "budgetnas.arch", "budgetnas.io", "budgetnas.layers", "budgetnas.drawing", "budgetnas.config")
+          "budgetnas.arch", "budgetnas.io", "budgetnas.layers", "budgetnas.drawing", "budgetnas.config",
+          "budgetnas.ranking", "budgetnas.naswot")
 
 
 def module_name(path: Path) -> str:

@@ -69,6 +69,18 @@ def arch_string(ops: list[str] | tuple[str, ...]) -> str:
                              for t in (1, 2, 3)) + "|")
 
 
+def stage_genotypes(genotype: Any, *, where: str = "genotype") -> list[list[str]]:
+    """The six ops of each of the three stages. Besides one string for every stage (the
+    benchmark's space), a genotype may be a list of three strings, one per stage (DNA's
+    per-stage search)."""
+    if isinstance(genotype, list):
+        if len(genotype) != 3:
+            raise ArchError(f"a per-stage genotype needs 3 cell strings, got {len(genotype)}", where=where,
+                            fix="give one string for all stages, or a list of three")
+        return [parse_arch_string(g, where=f"{where}[{i}]") for i, g in enumerate(genotype)]
+    return [parse_arch_string(genotype, where=where)] * 3
+
+
 def decision_space() -> DecisionSpace:
     """Six decisions (one per edge, named like 'edge_0_1'), five ops each, genotype = string."""
     names = [f"edge_{s}_{t}" for s, t in EDGES]
@@ -126,10 +138,10 @@ class ResNetBlock(nn.Module):
 
 
 class NB201Network(nn.Module):
-    def __init__(self, config: dict, genotype: str):
+    def __init__(self, config: dict, genotype: str | list[str]):
         super().__init__()
         cfg = {**CONFIG_DEFAULTS, **config}
-        ops = parse_arch_string(genotype)
+        stage_ops = stage_genotypes(genotype)  # one string, or one per stage
         c = cfg["C"]
         self.stem = nn.Sequential(nn.Conv2d(cfg["in_channels"], c, 3, padding=1, bias=False),
                                   nn.BatchNorm2d(c))
@@ -138,7 +150,7 @@ class NB201Network(nn.Module):
             width = c * 2 ** stage
             if stage > 0:
                 cells.append(ResNetBlock(width // 2, width))
-            cells.extend(Cell(ops, width) for _ in range(cfg["cells_per_stage"]))
+            cells.extend(Cell(stage_ops[stage], width) for _ in range(cfg["cells_per_stage"]))
         self.cells = nn.Sequential(*cells)
         self.lastact = nn.Sequential(nn.BatchNorm2d(4 * c), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -158,7 +170,7 @@ class NB201Space(Space):
     MIN_INPUT_SIZE = 4
 
     def check_genotype(self, genotype: Any, cfg: dict, where: str) -> None:
-        parse_arch_string(genotype, where=f"{where}: genotype")
+        stage_genotypes(genotype, where=f"{where}: genotype")
 
     def network(self, config: dict, genotype: Any) -> nn.Module:
         return NB201Network(config, genotype)
@@ -174,10 +186,16 @@ class NB201Space(Space):
 
         text = arch.get("genotype")
         try:
-            ops = parse_arch_string(text)
+            stage_ops = stage_genotypes(text)
         except ArchError as exc:
             return [], [f"the NAS-Bench-201 genotype could not be read ({exc})"]
-        return nb201_drawings(text, [(s, t, op) for (s, t), op in zip(EDGES, ops)], use_dot=use_dot)
+        if not isinstance(text, list):  # one cell everywhere
+            return nb201_drawings(text, [(s, t, op) for (s, t), op in zip(EDGES, stage_ops[0])], use_dot=use_dot)
+        images: list = []
+        for stage, (cell, ops) in enumerate(zip(text, stage_ops)):  # one cell per stage
+            drawn, _ = nb201_drawings(cell, [(s, t, op) for (s, t), op in zip(EDGES, ops)], use_dot=use_dot)
+            images.extend((f"stage {stage}: {caption}", png) for caption, png in drawn)
+        return images, []
 
 
 register_space(NB201Space())

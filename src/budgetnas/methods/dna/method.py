@@ -10,6 +10,9 @@ Steps (each cached in the run directory and reused when its settings match):
 5. the final network is retrained briefly on the search-training split (--final-epochs) for
    summary.json's val_acc on the held-out split.
 
+`--space nb201` hands the work to `nb201/steps.py` (a block is a stage of the NAS-Bench-201
+network, a candidate a cell genotype; every one of the 15,625 cells is rated in every block).
+
 `--block K` trains and rates block K only, so blocks can run in separate processes with the same
 --out (each locks its own block directory); a run without --block then reuses them.
 """
@@ -32,11 +35,19 @@ class DNAMethod(Method):
     unit = "round"
     # Ratings do not depend on the budget: a resumed run answers another one from the cache
     # (each block's own settings are checked against its cached training and ratings).
-    resume_free = frozenset({"target_params", "target_macs", "target_latency_ms", "final_epochs"})
+    resume_free = frozenset({"target_params", "target_macs", "target_latency_ms", "final_epochs",
+                             "nb201_per_stage", "nb201_export_channels", "nb201_export_cells",
+                             "allow_weak_teacher"})
     opts: DNAOptions
 
     def check(self, ctx) -> None:
         opts = self.opts
+        opts.check_space_options()
+        if opts.space == "nb201":
+            from .nb201 import steps
+
+            self.target = steps.check(opts)
+            return
         self.target = opts.target()
         if opts.block is None and self.target is None:
             raise UserError("give a budget", where="--target-params",
@@ -51,6 +62,10 @@ class DNAMethod(Method):
 
     def run(self, ctx) -> bool:
         opts, out = self.opts, ctx.out
+        if opts.space == "nb201":
+            from .nb201 import steps
+
+            return steps.run(self, ctx)
         if self.resuming(ctx):
             ctx.load_checkpoint()  # checks the options, carries the work time on
         source, log, result = opts.teacher, [], None
@@ -93,6 +108,10 @@ class DNAMethod(Method):
         return f"block {block} trained and rated in {ctx.out / 'round0' / f'block{block}'}"
 
     def result(self) -> tuple[Arch, dict]:
+        if self.opts.space == "nb201":
+            from .nb201 import steps
+
+            return steps.result(self)
         result, (metric, budget) = self.found, self.target
         chosen = result["front"][result["chosen"]]
         write_json(self.ctx.out / "front.json", {
@@ -108,5 +127,9 @@ class DNAMethod(Method):
         return result["arch"], extras
 
     def table_rows(self, summary: dict) -> dict:
+        if self.opts.space == "nb201":
+            from .nb201 import steps
+
+            return steps.table_rows(self, summary)
         return {"cost (table)": f"{summary['cost']:g}", "score (rel. L1 sum)": f"{summary['score']:.4f}",
                 "front points": summary["front_size"], "network": describe(self.found["arch"].genotype)}

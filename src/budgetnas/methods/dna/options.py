@@ -7,10 +7,17 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ...config import TargetOptions
+from ...errors import UserError
 from ...runs.registry import PlotSpec, ReportSpec, register_method
 
 DEFAULT_OPS = ("e3k3", "e3k5", "e3k7", "e6k3", "e6k5", "e6k7")
 MAX_WIDTH = 4096  # sanity limit for typed widths (a mistyped extra digit must not allocate gigabytes)
+# Options of the MBConv student that mean nothing in the NAS-Bench-201 space (and vice versa: nb201_*).
+MBCONV_ONLY = ("ops", "depths", "widths", "adapters", "se", "stem_stride", "strides", "stem_channels",
+               "first_channels", "head_channels", "teacher_stages", "teacher_weights", "latency_runs")
+# The NB201 teacher's cell: the largest cell with an identity shortcut (docs/dna.md).
+NB201_TEACHER_CELL = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                      "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
 
 
 REPORT = ReportSpec(plots=(
@@ -63,3 +70,38 @@ class DNAOptions(TargetOptions):
     progressive: int = Field(0, ge=0, description="DNA+: rounds where the found network, retrained, "
                              "becomes the next teacher")
     final_epochs: int = Field(5, ge=0, description="retraining epochs for val_acc (and DNA+ teachers); 0 = skip")
+    # --space nb201 (methods/dna/nb201/): a block is a stage, a candidate is a cell genotype
+    space: Literal["mbconv", "nb201"] = Field("mbconv", description="search space: MBConv blocks or "
+                                              "the NAS-Bench-201 cell space (one block per stage)")
+    nb201_channels: int = Field(8, ge=1, le=512, description="nb201: proxy student width C (stages C, 2C, 4C)")
+    nb201_cells: int = Field(1, ge=1, le=8, description="nb201: proxy student cells per stage (1 rates "
+                             "all 15,625 cells fast and exactly; more rates cell by cell)")
+    nb201_teacher_channels: int | None = Field(None, ge=1, le=512, description="nb201: teacher width "
+                                               "(default: twice --nb201-channels)")
+    nb201_teacher_cells: int | None = Field(None, ge=1, le=8, description="nb201: teacher cells per "
+                                            "stage (default: twice --nb201-cells)")
+    nb201_teacher_cell: str = Field(NB201_TEACHER_CELL, description="nb201: the teacher's cell")
+    nb201_teacher_lr: float = Field(0.1, gt=0, description="nb201: teacher SGD learning rate")
+    nb201_sampler: Literal["uniform", "fair"] = Field("uniform", description="nb201: path sampling in "
+                                                      "block training (fair: every op once per edge every 5 steps)")
+    nb201_target_norm: bool = Field(False, description="nb201: divide teacher targets by their "
+                                    "per-channel std (every channel weighs the same)")
+    nb201_rating: Literal["lstsq", "adapter", "rel-l1"] = Field(
+        "lstsq", description="nb201: block score: held-out MSE with a least-squares adapter fitted per "
+        "cell (lstsq), MSE through the trained adapter (adapter), or relative L1 through it (rel-l1, slow)")
+    nb201_per_stage: bool = Field(False, description="nb201: allow a different cell in every stage "
+                                  "(default: the same cell everywhere, the benchmark's space)")
+    nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
+    nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
+    allow_weak_teacher: bool = Field(False, description="nb201: keep a teacher whose held-out accuracy is below "
+                                     "that of the found network retrained for --final-epochs (refused by default)")
+
+    def check_space_options(self) -> None:
+        """Refuse an option given for the other space (it would be silently ignored)."""
+        foreign = sorted(k for k in self.model_fields_set
+                         if (k.startswith("nb201_") or k == "allow_weak_teacher" if self.space == "mbconv"
+                             else k in MBCONV_ONLY))
+        if foreign:
+            flag = "--" + foreign[0].replace("_", "-")
+            raise UserError(f"{flag} does not apply to --space {self.space}", where=flag,
+                            fix="remove it, or choose the space it belongs to with --space")

@@ -1,0 +1,243 @@
+"""`budgetnas search dna --space nb201`: the run's steps (DNAMethod hands them the work).
+
+Steps (each cached in `round0/` under a fingerprint of its settings, so a killed run continues
+where it stopped; a resumed run may ask another budget, a per-stage search or another exported
+size, all answered from the cached ratings):
+1. teacher (`round0/teacher/`): an NB201 network, by default twice the proxy students' width and
+   cells per stage, trained on the search-training split (`teacher.py`), or a budgetnas run
+   directory holding an nb201 network (`--teacher PATH`);
+2. per block (= stage) `round0/block<i>/`: the block supernet is trained by distillation from the
+   teacher's stage (`checkpoint.pt`), then all 15,625 cells are rated (`ratings.json`);
+3. network scores (sum over blocks), costs of the exported network (default: the benchmark's
+   C=16, 5 cells per stage) and the exact search: `front.json`, `arch.json`, `summary.json`;
+4. optionally (--final-epochs) the found network is trained briefly for a held-out accuracy.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ....arch import Arch, make_provenance
+from ....cost.lookup import METRICS
+from ....data import Dataset
+from ....errors import UserError
+from ....io import read_json, write_json
+from ....runs.rundir import acquire_lock
+from .block import NB201BlockSupernet, all_cells, string_of_cell
+from .blockwise import fixed_head, rate_nb201_block, teacher_features, train_nb201_block
+from .search import (best_same_cell, cell_costs, combine_scores, per_stage_search, same_cell_front,
+                     stage_costs)
+from .teacher import TEACHER_INFO, stage_taps, train_nb201_teacher
+
+DEFAULT_SCORE_IMAGES = 512
+
+
+def check(opts) -> tuple[str, float] | None:
+    """One-line errors for options the NB201 version does not take; returns the target."""
+    target = opts.target()
+    if opts.block is None and target is None:
+        raise UserError("give a budget", where="--target-params", fix="add --target-params N or --target-macs N")
+    if target is not None and target[0] == "latency":
+        raise UserError("the nb201 space searches under params or MACs", where="--target-latency-ms",
+                        fix="use --target-params or --target-macs")
+    if opts.progressive:
+        raise UserError("--progressive is not available with --space nb201", where="--progressive")
+    if opts.block is not None and (opts.block > 2 or opts.out is None):
+        raise UserError("--block is 0, 1 or 2 with --space nb201, and needs --out", where="--block")
+    if not (opts.teacher == "train" or Path(opts.teacher).is_dir()):
+        raise UserError(f"teacher {opts.teacher!r} is not available for the nb201 space", where="--teacher",
+                        fix="use 'train' or a budgetnas run directory of an nb201 network")
+    from ....spaces.nb201 import parse_arch_string
+
+    parse_arch_string(opts.nb201_teacher_cell, where="--nb201-teacher-cell")
+    return target
+
+
+def run(method, ctx) -> bool:
+    """Teacher, blocks, ratings and search; False when only --block ran."""
+    opts, rdir = method.opts, ctx.out / "round0"
+    if method.resuming(ctx):
+        ctx.load_checkpoint()  # checks the options, carries the work time on
+    log: list[dict] = []
+    teacher, info = make_teacher(opts, ctx.dataset, rdir, ctx.device)
+    scores = rate_all_blocks(opts, ctx.dataset, teacher, rdir, ctx.device, log)
+    if opts.block is not None:
+        return False
+    ctx.save_checkpoint({"round": 0}, log=log)
+    t0 = time.perf_counter()
+    points, chosen = search(opts, ctx.dataset, scores, method.target)
+    log.append({"stage": "search", "front_size": len(points), "seconds": round(time.perf_counter() - t0, 4)})
+    metric, budget = method.target
+    cfg = export_config(opts, ctx.dataset)
+    arch = Arch("nb201", cfg, points[chosen]["genotype"], None,
+                make_provenance("dna", ctx.dataset.name, {metric: budget}, opts.seed))
+    val_acc = None
+    if opts.final_epochs:
+        from ..rounds import retrain
+
+        _, val_acc = retrain(arch, ctx.dataset, ctx.out / "final", opts, ctx.device, epochs=opts.final_epochs)
+        check_teacher_strength(opts, info, val_acc)
+    method.log, method.val_acc = log, val_acc
+    method.found = {"arch": arch, "front": points, "chosen": chosen, "teacher": info}
+    ctx.save_checkpoint({"round": 0, "done": True}, log=log)
+    return True
+
+
+def result(method) -> tuple[Arch, dict]:
+    opts, found = method.opts, method.found
+    metric, budget = method.target
+    chosen = found["front"][found["chosen"]]
+    write_json(method.ctx.out / "front.json", {"metric": metric, "unit": METRICS[metric], "target": budget,
+                                               "chosen": found["chosen"], "points": found["front"]})
+    extras = {"target": {metric: budget}, "val_acc": method.val_acc, "space": "nb201", "cost": chosen["cost"],
+              "score": chosen["score"], "front_size": len(found["front"]), "teacher": found["teacher"],
+              "blocks": 3, "candidates_per_block": len(all_cells()), "same_cell": not opts.nb201_per_stage,
+              "rating": opts.nb201_rating, "final_epochs": opts.final_epochs}
+    return found["arch"], extras
+
+
+def table_rows(method, summary: dict) -> dict:
+    genotype = method.found["arch"].genotype
+    return {"cost (table)": f"{summary['cost']:g}", f"score ({summary['rating']}, sum)": f"{summary['score']:.4f}",
+            "teacher val_acc": summary["teacher"].get("val_acc", "-"), "front points": summary["front_size"],
+            "network": genotype if isinstance(genotype, str) else " / ".join(genotype)}
+
+
+def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
+    """(Teacher, description dict) from `--teacher train` (trained once in rdir/teacher) or a run
+    directory of an nb201 network."""
+    from ..teacher import Teacher, run_teacher
+
+    if opts.teacher == "train":
+        path = rdir / "teacher"
+        path.mkdir(parents=True, exist_ok=True)
+        acquire_lock(path)
+        train_nb201_teacher(dataset, path, channels=opts.nb201_teacher_channels or 2 * opts.nb201_channels,
+                            cells=opts.nb201_teacher_cells or 2 * opts.nb201_cells, epochs=opts.teacher_epochs,
+                            genotype=opts.nb201_teacher_cell, seed=opts.seed, lr=opts.nb201_teacher_lr,
+                            device=device)
+    else:
+        path = Path(opts.teacher)
+    module, arch = run_teacher(path)
+    if arch.space != "nb201":
+        raise UserError(f"the teacher is a {arch.space} network", where="--teacher",
+                        fix="use an nb201 network (or --teacher train)")
+    cfg = arch.config
+    if (cfg.get("input_size"), cfg.get("in_channels")) != (dataset.input_size, dataset.channels):
+        raise UserError(f"the teacher takes {cfg.get('in_channels')}x{cfg.get('input_size')} px images, "
+                        f"the data has {dataset.channels}x{dataset.input_size}", where="--teacher",
+                        fix="use --image-size to match, or another teacher")
+    info = read_json(path / TEACHER_INFO) if opts.teacher == "train" else {}
+    if info.get("val_acc") is None:  # a user's run directory: measured here, on the held-out split
+        from ....train.loop import evaluate
+
+        info["val_acc"] = evaluate(module.to(device), dataset, dataset.val, device)
+    info = {**info, "path": str(path), "C": cfg.get("C", 16), "cells_per_stage": cfg.get("cells_per_stage", 5),
+            "genotype": arch.genotype}
+    teacher = Teacher(module, stage_taps(info["cells_per_stage"]), train_bn=opts.teacher_bn == "train",
+                      description=f"teacher {path}").to(device)
+    return teacher, info
+
+
+def check_teacher_strength(opts, info: dict, found_acc: float) -> None:
+    """Refuse a teacher whose held-out accuracy is below that of the best network the search has
+    trained (the found one, retrained for --final-epochs), unless --allow-weak-teacher: its
+    ratings would rank students by how well they copy a worse network."""
+    teacher_acc = info.get("val_acc")
+    if opts.allow_weak_teacher or teacher_acc is None or found_acc <= teacher_acc:
+        return
+    raise UserError(f"the teacher's held-out accuracy {teacher_acc:.4f} is below the found network's "
+                    f"{found_acc:.4f} (retrained for {opts.final_epochs} epochs)", where="--teacher",
+                    fix="train a stronger teacher (--teacher-epochs, --nb201-teacher-channels), or continue "
+                        "this run with --resume --allow-weak-teacher")
+
+
+def teacher_sum(teacher) -> str:
+    h = hashlib.sha256()
+    for name, tensor in teacher.module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def rate_all_blocks(opts, dataset: Dataset, teacher, rdir: Path, device: torch.device,
+                    log: list) -> list[np.ndarray]:
+    """Train and rate every block (or only --block); returns per-block scores over all cells."""
+    n_recal = opts.recal_batches * opts.rate_batch_size
+    n_score = min(opts.rate_samples or DEFAULT_SCORE_IMAGES, len(dataset.val))
+    t0 = time.perf_counter()
+    train = teacher_features(teacher, dataset, dataset.train, device=device)
+    rows = teacher_features(teacher, dataset, fixed_head(dataset.train, n_recal), device=device)
+    held = teacher_features(teacher, dataset, fixed_head(dataset.val, n_score, seed=54321), device=device)
+    log.append({"stage": "teacher-features", "seconds": round(time.perf_counter() - t0, 3)})
+    widths = [t.shape[1] for t in train[1:]]
+    common = {"teacher_sum": teacher_sum(teacher), "teacher_bn": opts.teacher_bn, "dataset": dataset.name,
+              "subset": opts.subset, "image_size": dataset.input_size, "seed": opts.seed,
+              "C": opts.nb201_channels, "cells": opts.nb201_cells, "sampler": opts.nb201_sampler,
+              "target_norm": opts.nb201_target_norm}
+    return [_one_block(opts, i, widths, train, rows, held, rdir, common, log)
+            for i in ([opts.block] if opts.block is not None else range(3))]
+
+
+def _one_block(opts, i: int, widths, train, rows, held, rdir: Path, common: dict, log: list) -> np.ndarray:
+    torch.manual_seed(opts.seed * 7919 + i)  # independent of block order and of --block
+    c_in = train[0].shape[1] if i == 0 else widths[i - 1]
+    block = NB201BlockSupernet(i, c_in, opts.nb201_channels * 2 ** i, opts.nb201_cells, widths[i])
+    scale = _target_scale(train[i + 1]) if opts.nb201_target_norm else torch.ones(1)
+    bdir = rdir / f"block{i}"
+    bdir.mkdir(parents=True, exist_ok=True)
+    acquire_lock(bdir)
+    settings = {**common, "block": i, "epochs": opts.epochs, "batch_size": opts.batch_size, "lr": opts.lr,
+                "lr_decay": opts.lr_decay, "weight_decay": opts.weight_decay}
+    t0 = time.perf_counter()
+    log.extend(train_nb201_block(block, train[i], (train[i + 1].float() / scale).half(), bdir,
+                                 epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
+                                 lr_decay=opts.lr_decay, weight_decay=opts.weight_decay, seed=opts.seed,
+                                 settings=settings, sampler=opts.nb201_sampler))
+    t1 = time.perf_counter()
+    x = torch.cat([rows[i], held[i]])
+    y = torch.cat([rows[i + 1], held[i + 1]]).float() / scale
+    rated = rate_nb201_block(block, x, y, len(rows[i]), bdir, rating=opts.nb201_rating,
+                             settings={**settings, "recal": len(rows[i]), "score_images": len(held[i])})
+    log.append({"stage": "rate", "block": i, "cells": len(rated["score"]),
+                "seconds": round(time.perf_counter() - t1, 3), "train_seconds_this_run": round(t1 - t0, 3)})
+    return np.asarray(rated["score"], dtype=np.float64)
+
+
+def _target_scale(y: torch.Tensor) -> torch.Tensor:
+    """Per-channel std of the teacher's stage output on the training images."""
+    return y.float().std((0, 2, 3)).clamp_min(1e-3).view(1, -1, 1, 1)
+
+
+def export_config(opts, dataset: Dataset) -> dict:
+    return {"in_channels": dataset.channels, "num_classes": dataset.num_classes,
+            "input_size": dataset.input_size, "C": opts.nb201_export_channels,
+            "cells_per_stage": opts.nb201_export_cells}
+
+
+def search(opts, dataset: Dataset, block_scores, target) -> tuple[list[dict], int]:
+    """(front points, index of the chosen one): exact, same cell everywhere or one per stage."""
+    metric, budget = target
+    cfg = export_config(opts, dataset)
+    where = f"--target-{metric}"
+    cells = all_cells()
+    if opts.nb201_per_stage:
+        base, per_stage = stage_costs(cfg, metric)
+        front = per_stage_search(block_scores, base, per_stage)
+        chosen = front.best_index(budget, unit=METRICS[metric], where=where)
+        points = [{"cost": float(front.cost[j]), "score": float(front.score[j]),
+                   "genotype": [string_of_cell(cells[c]) for c in front.choices(j)]} for j in range(len(front))]
+        return points, chosen
+    score = combine_scores(block_scores)
+    cost = cell_costs(cfg)[metric]
+    pick = best_same_cell(score, cost, budget, unit=METRICS[metric], where=where)
+    points = [{"cost": float(cost[j]), "score": float(score[j]), "genotype": string_of_cell(cells[j])}
+              for j in same_cell_front(score, cost)]
+    chosen = int(np.searchsorted([p["cost"] for p in points], budget, side="right")) - 1
+    if points[chosen]["genotype"] != string_of_cell(cells[pick]):
+        raise AssertionError("the front disagrees with the direct search")
+    return points, chosen
