@@ -62,3 +62,24 @@ def test_generate_from_a_supernet_refuses_what_it_cannot_answer(cli, supernet_ru
     wrong = cli("train", EXAMPLES / "small_digits.json", "--init-from", supernet_run / "supernet.safetensors",
                 "--epochs", "0", "--out", tmp_path / "wrong")
     assert wrong.returncode == 2 and "--init-from" in wrong.stderr, wrong.stderr
+
+
+def test_supernet_costs_are_exact_counts_and_a_measured_latency_table(supernet_run, tmp_path, monkeypatch):
+    import numpy as np
+    import torch
+
+    from budgetnas.arch import Arch
+    from budgetnas.data import load_dataset
+    from budgetnas.methods.nag.supernet_source import SupernetSource
+
+    monkeypatch.setenv("BUDGETNAS_CACHE", str(tmp_path / "cache"))
+    ds = load_dataset("synthetic", subset=100)
+    params = SupernetSource(supernet_run, ds, "params", device=torch.device("cpu"))
+    rows = params.space.sample_batch(np.random.default_rng(0), 4)
+    for row, cost in zip(rows, params.cost(rows)):
+        assert cost == profile(Arch("mbconv", params.config, params.genotype(row)))["params_dense"]
+    latency = SupernetSource(supernet_run, ds, "latency", device=torch.device("cpu"))
+    costs = latency.space_costs()
+    _, smallest = latency.smallest()
+    assert (costs > 0).all() and smallest <= costs.min()
+    assert list((tmp_path / "cache").glob("mbconv-latency-cpu-t1.json"))  # measured once, then cached

@@ -53,10 +53,15 @@ class NAGMethod(Method):
             self.sn = supernet_mode.plan(opts, ctx)
             self.budgets = self.sn.budgets
             self.settings = supernet_mode.settings_for(self.sn, _settings(opts, 2**62, verifying=self.sn.verify > 0))
-            return
+        else:
+            self._check_table()
+
+    def _check_table(self) -> None:
+        opts = self.opts
         if opts.table is None:
-            raise UserError("no table given", where="--table",
-                            fix="give --table FILE --accuracy COL --cost COL (make one with budgetnas profile --sample)")
+            raise UserError("no table or supernet given", where="--table",
+                            fix="give --table FILE --accuracy COL --cost COL (make one with budgetnas profile "
+                                "--sample), or --supernet RUN_DIR --cost macs (train one with budgetnas search supernet)")
         if not opts.accuracy or not opts.cost:
             raise UserError("--accuracy and --cost name the table's columns to use", where="--table",
                             fix="e.g. --accuracy cifar10_test_acc --cost latency_ms_fpga")
