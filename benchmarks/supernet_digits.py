@@ -69,7 +69,8 @@ def run_once(out: Path, args: list, a, *, done_file: str) -> None:
         import shutil
 
         shutil.rmtree(out)
-    cli([*args, *data_flags(a), "--out", out, "--no-report", *resume], a.threads, a.cache / "cli.log")
+    quiet = [] if args[0] == "train" else ["--no-report"]  # train writes no report
+    cli([*args, *data_flags(a), "--out", out, *quiet, *resume], a.threads, a.cache / "cli.log")
 
 
 class Evals:
