@@ -229,3 +229,59 @@ def test_unmeasured_accuracy_is_discounted(trained):
         assert pick["predicted_acc"] == model.known[tuple(pick["row"])][0]
     finally:
         model.acc_discount = saved
+
+
+def test_verified_picks_are_measured_within_budget_and_count_their_queries(trained):
+    import copy
+    import dataclasses
+
+    from budgetnas.methods.nag.training import table_oracle
+    from budgetnas.methods.nag.verify import verified_select
+
+    table, acc, cost, model = trained
+    m = copy.copy(model)
+    m.known = dict(model.known)
+    m.settings = dataclasses.replace(model.settings, select_samples=300, select_temperature=2.0)
+    oracle = table_oracle(table, acc, cost)
+    regret = []
+    for k, b in enumerate(TRAIN_BUDGETS + UNSEEN_BUDGETS):
+        before = len(m.known)
+        pick = verified_select(m, b, oracle, count=5, seed=k)
+        assert pick["verified"] == len(m.known) - before <= 5
+        i = table.index_of(pick["row"])
+        assert pick["measured"] and cost[i] <= b
+        regret.append(front(acc, cost, b) - acc[i])
+    assert np.mean(regret) < 0.6, regret
+    assert len(model.known) == 400  # the original model's revealed rows are untouched
+
+
+def test_baselines_against_an_oracle_spend_exactly_their_queries(trained):
+    from budgetnas.methods.nag.per_budget import evolve_space, random_search_space
+
+    table, acc, cost, _ = trained
+    calls = []
+
+    def measure(row):
+        calls.append(row)
+        i = table.index_of(row)
+        return float(acc[i]), float(cost[i])
+
+    budgets = TRAIN_BUDGETS
+    picks, results = random_search_space(table.space, measure, budgets, queries=100, seed=0)
+    assert len(results) == len(calls) == 100
+    assert all(results[p][1] <= b for p, b in zip(picks, budgets))
+    calls.clear()
+    pick, results = evolve_space(table.space, measure, 9.0, queries=120, seed=0)
+    assert len(results) == len(calls) == 120 and results[pick][1] <= 9.0
+
+
+def test_quantile_budgets():
+    from budgetnas.methods.nag.options import budget_text
+    from budgetnas.methods.nag.settings import resolve_budgets
+
+    costs = np.arange(1, 101, dtype=float)
+    assert resolve_budgets(["q50", "7", "q0", "q100"], costs) == [50.5, 7.0, 1.0, 100.0]
+    assert budget_text(" Q10 ") == "q10" and budget_text(3) == "3.0"
+    for bad in ("q101", "q-1", "0", "-2", "cheap", "nan", True):
+        with pytest.raises(ValueError):
+            budget_text(bad)

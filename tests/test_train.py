@@ -101,3 +101,18 @@ def test_torchrun_two_processes_end_identical(tmp_path, small_arch_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert len(set(metrics["rank_checksums"])) == 1
+
+
+def test_init_from_weights_with_zero_epochs_only_evaluates(tmp_path, cli, small_arch_path):
+    assert cli("train", small_arch_path, "--epochs", "1", "--out", tmp_path / "first").returncode == 0
+    first = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    again = cli("train", small_arch_path, "--init-from", tmp_path / "first", "--epochs", "0", "--out", tmp_path / "zero")
+    assert again.returncode == 0, again.stderr
+    zero = json.loads((tmp_path / "zero" / "metrics.json").read_text())
+    assert zero["test_acc"] == first["test_acc"] and zero["epochs"] == 0
+    assert (tmp_path / "zero" / "model.safetensors").read_bytes() == (tmp_path / "first" / "model.safetensors").read_bytes()
+    tuned = cli("train", small_arch_path, "--init-from", tmp_path / "first" / "model.safetensors", "--epochs", "1",
+                "--out", tmp_path / "tuned")
+    assert tuned.returncode == 0, tuned.stderr
+    missing = cli("train", small_arch_path, "--init-from", tmp_path / "nowhere", "--epochs", "0", "--out", tmp_path / "x")
+    assert missing.returncode == 2 and "--init-from" in missing.stderr and "Traceback" not in missing.stderr

@@ -40,7 +40,7 @@ def model_for_dataset(arch: Arch, dataset: Dataset, *, auxiliary: bool) -> nn.Mo
 def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed: int = 0,
                 device: torch.device = torch.device("cpu"), resume: bool = False,
                 stop_after: int | None = None, progress: bool = True,
-                options: dict | None = None, on_epoch=None) -> dict:
+                options: dict | None = None, on_epoch=None, init: dict | None = None) -> dict:
     """Train `arch` from scratch on `dataset` and write metrics.json, model.safetensors,
     checkpoint.pt and log.jsonl into `out`. Returns the metrics.
 
@@ -48,15 +48,19 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
     `options`: what the run was started with; stored in the checkpoint, and a resume with other
     options is refused, naming the option. `on_epoch(row, total)` is called after every epoch on
     rank 0 (the train command prints a line per epoch when its output is not a terminal).
+    `init`: weights to start from instead of a random initialisation (fine-tuning); with a recipe
+    of 0 epochs they are only evaluated.
     """
     rank, world_size = dist_utils.init(device)
     device = dist_utils.device_for_rank(device)
     out = Path(out)
     torch.manual_seed(seed)
     model = model_for_dataset(arch, dataset, auxiliary=recipe.auxiliary_weight > 0).to(device)
+    if init is not None:
+        load_init_weights(model, init)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, recipe.epochs, eta_min=recipe.lr_min)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, recipe.epochs), eta_min=recipe.lr_min)
     start_epoch, log, seconds = 0, [], 0.0
     if resume:
         state = load_checkpoint(out / CHECKPOINT)
@@ -129,9 +133,24 @@ def train_model(arch: Arch, dataset: Dataset, out: Path, recipe: Recipe, *, seed
                                                "options": options or {}})
             write_jsonl(out / "log.jsonl", log)
         done_here += 1
-    if not log or log[-1]["epoch"] < recipe.epochs:
+    if recipe.epochs and (not log or log[-1]["epoch"] < recipe.epochs):
         return {"epochs": log[-1]["epoch"] if log else 0, "finished": False}
     return _finish(model, arch, dataset, out, recipe, log, seconds, seed, device, rank)
+
+
+def load_init_weights(model: nn.Module, state: dict) -> None:
+    """Load inherited weights; only an auxiliary head (trained here, never exported) may be missing."""
+    from ..errors import UserError
+
+    missing, unexpected = model.load_state_dict(state, strict=False) if _shapes_fit(model, state) else (None, None)
+    if missing is None or unexpected or any(not k.startswith("auxiliary_head") for k in missing):
+        raise UserError("the --init-from weights do not fit this architecture", where="--init-from",
+                        fix="give the weights written with this arch.json (the same pick directory)")
+
+
+def _shapes_fit(model: nn.Module, state: dict) -> bool:
+    own = model.state_dict()
+    return all(k in own and own[k].shape == v.shape for k, v in state.items())
 
 
 def _finish(model: nn.Module, arch: Arch, dataset: Dataset, out: Path, recipe: Recipe,
@@ -145,8 +164,8 @@ def _finish(model: nn.Module, arch: Arch, dataset: Dataset, out: Path, recipe: R
     metrics = {"test_acc": test_acc, "epochs": recipe.epochs, "dataset": dataset.name,
                "params_dense": count_params(plain), "params_nonzero": count_nonzero(plain),
                "macs": count_macs(plain, dataset.shape), "train_seconds": round(seconds, 2),
-               "final_train_loss": log[-1]["train_loss"], "seed": seed,
-               "peak_memory_mb": log[-1]["peak_memory_mb"], "world_size": len(checksums),
+               "final_train_loss": log[-1]["train_loss"] if log else None, "seed": seed,
+               "peak_memory_mb": log[-1]["peak_memory_mb"] if log else round(peak_memory_mb(device), 1), "world_size": len(checksums),
                "rank_checksums": checksums, "recipe": recipe.model_dump()}
     if rank == 0:
         save_safetensors(out / "model.safetensors", plain.state_dict())

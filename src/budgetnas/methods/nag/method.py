@@ -30,9 +30,11 @@ from ...runs import Method
 from .files import load_model, model_from_state, model_metadata, model_tensors, save_model
 from .model import NAGModel
 from .options import NAGOptions
-from .settings import Settings
+from . import supernet_mode
+from .settings import Settings, resolve_budgets
 from .table import Table, load_table, nb201_costs
 from .training import table_oracle, train
+from .verify import verified_select
 
 BUILDABLE = ("nb201", "mbconv")
 
@@ -45,9 +47,21 @@ class NAGMethod(Method):
 
     def check(self, ctx) -> None:
         opts = self.opts
+        self.sn, self.table, self.iteration, self.phase, self.lookup = None, None, 0, 0, False
+        if opts.supernet is not None:
+            _check_query_options(opts)
+            self.sn = supernet_mode.plan(opts, ctx)
+            self.budgets = self.sn.budgets
+            self.settings = supernet_mode.settings_for(self.sn, _settings(opts, 2**62, verifying=self.sn.verify > 0))
+        else:
+            self._check_table()
+
+    def _check_table(self) -> None:
+        opts = self.opts
         if opts.table is None:
-            raise UserError("no table given", where="--table",
-                            fix="give --table FILE --accuracy COL --cost COL (make one with budgetnas profile --sample)")
+            raise UserError("no table or supernet given", where="--table",
+                            fix="give --table FILE --accuracy COL --cost COL (make one with budgetnas profile "
+                                "--sample), or --supernet RUN_DIR --cost macs (train one with budgetnas search supernet)")
         if not opts.accuracy or not opts.cost:
             raise UserError("--accuracy and --cost name the table's columns to use", where="--table",
                             fix="e.g. --accuracy cifar10_test_acc --cost latency_ms_fpga")
@@ -57,13 +71,15 @@ class NAGMethod(Method):
                                 dataset_shape=(channels, size, classes or 10))
         self.acc = self.table.column(opts.accuracy, option="--accuracy")
         self.cost = self.table.column(opts.cost)
-        self.budgets = list(opts.budgets or []) + ([opts.budget] if opts.budget else [])
-        if any(b <= 0 for b in self.budgets):
-            raise UserError("budgets must be positive", where="--budgets")
+        self.budgets = resolve_budgets(list(opts.budgets or []), self.cost) + ([opts.budget] if opts.budget else [])
         self.revealed = _revealed(len(self.table), opts)
         self.exact = _exact_cost(self.table, opts.cost)
-        self.settings = _settings(opts, len(self.table))
-        self.iteration, self.phase = 0, 0
+        reserve = (opts.verify or 0) * (len(self.budgets) or 5)
+        if opts.query_budget is not None and reserve and opts.query_budget - reserve < _initial_rows(opts):
+            raise UserError(f"--verify {opts.verify} for {len(self.budgets) or 5} budgets needs {reserve} of the "
+                            f"{opts.query_budget} queries, leaving fewer than the {_initial_rows(opts)} initial rows",
+                            where="--verify", fix="give a larger --query-budget or a smaller --verify")
+        self.settings = _settings(opts, len(self.table), reserve=reserve, verifying=bool(opts.verify))
         # Every architecture of the space measured and revealed: the answer is a lookup, and
         # a generator would only learn to repeat it.
         self.lookup = (not opts.generator and len(self.revealed) == len(self.table)
@@ -80,23 +96,30 @@ class NAGMethod(Method):
         if self.lookup:
             self.model = None
             return
+        space = self.sn.source.space if self.sn else self.table.space
         if opts.generator:
-            self.model = load_model(opts.generator, self.table.space, device=device)
-        elif opts.resume:
+            self.model = load_model(opts.generator, space, device=device)
+        elif opts.resume and (not self.sn or (ctx.out / "checkpoint.pt").is_file()):
             state = ctx.load_checkpoint()
             self.log = list(state.get("log", []))
-            self.model = _model_from_checkpoint(state["method"], str(ctx.out / "checkpoint.pt"),
-                                                self.table.space, device)
+            self.model = _model_from_checkpoint(state["method"], str(ctx.out / "checkpoint.pt"), space, device)
             self.model.optimizer.load_state_dict(state["method"]["optimizer"])
             self.model.baseline = list(state["method"]["baseline"])
             self.iteration, self.phase = int(state["method"]["iteration"]), int(state["method"]["phase"])
+        elif self.sn:
+            self.model = supernet_mode.fit(self.sn, self.settings, opts, device)
         else:
             table, rows = self.table, self.revealed
             meta = {"table": str(opts.table), "accuracy": opts.accuracy, "cost": opts.cost,
                     "space": table.space_name, "config": table.config}
             self.model = NAGModel.fit(table.space, table.rows[rows], self.acc[rows], self.cost[rows],
                                       self.settings, exact_cost=self.exact, meta=meta, device=device)
-        self.model.exact_cost = self.exact
+        self.model.exact_cost = self.sn.source.cost if self.sn else self.exact
+
+    def oracle(self):
+        if self.sn:
+            return self.sn.source.oracle
+        return table_oracle(self.table, self.acc, self.cost)
 
     def run(self, ctx) -> bool:
         if self.opts.generator or self.lookup:
@@ -120,7 +143,7 @@ class NAGMethod(Method):
                 self.iteration, self.phase = iteration, phase
                 self.checkpoint(ctx)
 
-            oracle = table_oracle(self.table, self.acc, self.cost) if s.query_budget else None
+            oracle = self.oracle() if s.query_budget else None
             train(self.model, oracle, iteration=self.iteration, phase=self.phase, log=self.log,
                   on_step=on_step, on_phase_end=on_phase_end, on_query=on_query)
         if s.query_budget:
@@ -141,6 +164,9 @@ class NAGMethod(Method):
 
     def result(self) -> tuple[Arch | None, dict]:
         opts, table = self.opts, self.table
+        if self.sn:
+            picks = supernet_mode.answer(self.sn, self.model, opts)
+            return None, supernet_mode.write_picks(self.ctx.out, self.sn, picks, self.model, opts, str(self.ctx.device))
         if not self.budgets:
             self.budgets = list(np.quantile(self.cost[self.revealed], [0.1, 0.3, 0.5, 0.7, 0.9]))
         if self.lookup:
@@ -148,7 +174,7 @@ class NAGMethod(Method):
                   "are answered by lookup, no generator trained (--query-budget N learns from N rows)")
             picks = [lookup_pick(table, self.acc, self.cost, float(b)) for b in self.budgets]
         else:
-            picks = _answer(self.model, table, self.acc, self.cost, self.budgets, opts)
+            picks = _answer(self.model, table, self.acc, self.cost, self.budgets, opts, self.oracle())
         _print(picks, opts)
         return _write_picks(self.ctx.out, table, self.acc, self.cost, picks, self.model, opts,
                             str(self.ctx.device))
@@ -190,14 +216,22 @@ def _exact_cost(table: Table, column: str):
     return None
 
 
-def _settings(opts: NAGOptions, n_rows: int) -> Settings:
+def _settings(opts: NAGOptions, n_rows: int, *, reserve: int = 0, verifying: bool = False) -> Settings:
+    """The generator's settings; `reserve` queries (verification) are kept out of the query budget.
+
+    **Decision:** when picks are verified, selection samples more (1,000) at a higher temperature
+    (2): the measurements, not the predictor, decide among the candidates, so a wider spread pays;
+    without verification the predictor alone judges them and the published 200 at temperature 1
+    stay (docs/bench_nag.md)."""
     adaptive = opts.query_budget is not None and opts.query_budget < n_rows
     return Settings(iterations=opts.iterations, samples_per_step=opts.samples_per_step,
                     entropy_coef=opts.entropy_coef, baseline=opts.baseline, mask_inactive=opts.mask_inactive,
-                    train_budgets=opts.train_budgets, select_samples=opts.select_samples,
+                    train_budgets=opts.train_budgets,
+                    select_samples=opts.select_samples or (1000 if verifying else 200),
+                    select_temperature=opts.select_temperature or (2.0 if verifying else 1.0),
                     cost_margin=opts.cost_margin, acc_discount=opts.acc_discount,
                     predictor_epochs=opts.predictor_epochs, evaluator_steps=opts.evaluator_steps,
-                    query_budget=opts.query_budget if adaptive else None, query_rounds=opts.query_rounds,
+                    query_budget=opts.query_budget - reserve if adaptive else None, query_rounds=opts.query_rounds,
                     query_grid=opts.query_grid, query_samples=opts.query_samples, seed=opts.seed)
 
 
@@ -211,11 +245,15 @@ def _model_from_checkpoint(state: dict, path: str, space, device: str) -> NAGMod
     return model_from_state(json.loads(meta), tensors, space, device=device, where=path)
 
 
-def _answer(model: NAGModel, table: Table, acc, cost, budgets, opts: NAGOptions) -> list[dict]:
+def _answer(model: NAGModel, table: Table, acc, cost, budgets, opts: NAGOptions, oracle) -> list[dict]:
     picks = []
     for k, budget in enumerate(budgets):
         t0 = time.perf_counter()
-        pick = model.select(float(budget), seed=opts.seed + k, include_known=opts.include_table)
+        if opts.verify:
+            pick = verified_select(model, float(budget), oracle, count=opts.verify, seed=opts.seed + k,
+                                   include_known=opts.include_table)
+        else:
+            pick = model.select(float(budget), seed=opts.seed + k, include_known=opts.include_table)
         pick["generate_ms"] = (time.perf_counter() - t0) * 1000.0
         i = table.index_of(pick["row"])
         if i is not None:  # the measured ("true") metrics, never the predicted ones

@@ -237,42 +237,56 @@ class NAGModel:
         rows = np.where(self.space.active_batch(rows), rows, 0)
         return np.unique(rows, axis=0)
 
-    def select(self, budget: float, *, k: int | None = None, seed: int = 0,
-               extra: np.ndarray | None = None, include_known: bool = False) -> dict:
-        """Sample k per budget (plus `extra` rows and, with include_known, every revealed row);
-        keep the best accuracy (measured, or predicted minus acc_discount) with cost within the
-        budget (measured or exact, or predicted with the held-out margin)."""
+    def judge(self, rows: np.ndarray, budget: float):
+        """(accuracy, cost, measured, score, feasible): the score is the measured accuracy, or the
+        predicted one minus acc_discount; feasible = cost within the budget (measured or exact,
+        or predicted with the held-out margin)."""
+        acc, cost, measured, cost_exact = self.predict(rows)
+        score = np.where(measured, acc, acc - self.acc_discount)
+        limit = np.where(cost_exact, budget, budget * math.exp(-self.margin))
+        return acc, cost, measured, score, cost <= limit
+
+    def pool(self, budget: float, *, k: int | None = None, seed: int = 0,
+             extra: np.ndarray | None = None, include_known: bool = False) -> np.ndarray:
+        """The candidates for a budget: k samples at the selection temperature (plus `extra` rows
+        and, with include_known, every revealed row); when none fits, samples for ever smaller
+        budgets are added."""
         k = k or self.settings.select_samples
-        rows = self.sample(budget, k, seed=seed)
+        rows = self.sample(budget, k, seed=seed, temperature=self.settings.select_temperature)
         pools = [rows]
         if extra is not None and len(extra):
             pools.append(np.asarray(extra, dtype=np.int64))
         if include_known and self.known:
             pools.append(np.array(list(self.known), dtype=np.int64))
         rows = np.unique(np.concatenate(pools), axis=0) if len(pools) > 1 else rows
-
-        def judge(rows):
-            acc, cost, measured, cost_exact = self.predict(rows)
-            score = np.where(measured, acc, acc - self.acc_discount)
-            limit = np.where(cost_exact, budget, budget * math.exp(-self.margin))
-            return acc, cost, measured, score, cost <= limit
-
-        acc, cost, measured, score, feasible = judge(rows)
         condition = budget
         for attempt in range(6):
-            if feasible.any():
+            if self.judge(rows, budget)[-1].any():
                 break
             # Nothing fits: ask the generator for a smaller budget (a budget below the trained
             # range is extrapolated), keeping what was sampled so far.
             condition *= 0.85
-            more = self.sample(condition, k, seed=seed + 1 + attempt)
+            more = self.sample(condition, k, seed=seed + 1 + attempt, temperature=self.settings.select_temperature)
             rows = np.unique(np.concatenate([rows, more]), axis=0)
-            acc, cost, measured, score, feasible = judge(rows)
-        i = int(np.argmax(np.where(feasible, score, -np.inf))) if feasible.any() else int(np.argmin(cost))
+        return rows
+
+    def pick(self, rows: np.ndarray, budget: float, *, measured_first: bool = False) -> dict:
+        """The best-scored feasible row (with measured_first, the best measured feasible one when
+        there is one); the cheapest when none fits."""
+        acc, cost, measured, score, feasible = self.judge(rows, budget)
+        ok = feasible & measured if measured_first and (feasible & measured).any() else feasible
+        i = int(np.argmax(np.where(ok, score, -np.inf))) if ok.any() else int(np.argmin(cost))
         return {"budget": float(budget), "row": [int(v) for v in rows[i]],
                 "genotype": self.space.to_genotype(rows[i]), "predicted_acc": float(acc[i]),
                 "predicted_cost": float(cost[i]), "predicted_feasible": bool(feasible[i]),
                 "measured": bool(measured[i]), "candidates": int(len(rows))}
+
+    def select(self, budget: float, *, k: int | None = None, seed: int = 0,
+               extra: np.ndarray | None = None, include_known: bool = False) -> dict:
+        """Sample k per budget (plus `extra` rows and, with include_known, every revealed row);
+        keep the best accuracy (measured, or predicted minus acc_discount) with cost within the
+        budget (measured or exact, or predicted with the held-out margin)."""
+        return self.pick(self.pool(budget, k=k, seed=seed, extra=extra, include_known=include_known), budget)
 
 
 def _budget_sampler(s: Settings, norm: Normalizer):

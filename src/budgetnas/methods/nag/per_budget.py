@@ -107,3 +107,65 @@ def per_budget(method: str, table: Table, acc: np.ndarray, cost: np.ndarray, bud
                    return_queries=True) for k, b in enumerate(budgets)]
     picks = [p for p, _ in runs]
     return (picks, sum(n for _, n in runs)) if return_queries else picks
+
+
+# --- the same baselines against an oracle (a supernet: each query one subnet evaluation) ----------
+
+Measure = Callable[[tuple], "tuple[float, float]"]  # canonical row -> (accuracy, cost)
+
+
+def distinct_samples(space, n: int, rng: np.random.Generator) -> list[tuple[int, ...]]:
+    seen: dict[tuple[int, ...], None] = {}
+    for _ in range(100):
+        for row in space.sample_batch(rng, n):
+            seen.setdefault(tuple(int(v) for v in row), None)
+            if len(seen) == n:
+                return list(seen)
+    return list(seen)
+
+
+def best_within(results: dict, budget: float, fitness: Fitness = constrained) -> tuple:
+    """The queried row with the best fitness among those within the budget (else the cheapest)."""
+    feasible = [r for r, (_, c) in results.items() if c <= budget]
+    if not feasible:
+        return min(results, key=lambda r: results[r][1])
+    return max(feasible, key=lambda r: fitness(results[r][0], results[r][1], budget))
+
+
+def random_search_space(space, measure: Measure, budgets: list[float], *, queries: int,
+                        seed: int) -> tuple[list[tuple], dict]:
+    """`queries` distinct random architectures shared by all budgets: (picks, results)."""
+    rows = distinct_samples(space, queries, np.random.default_rng(seed))
+    results = {r: measure(r) for r in rows}
+    return [best_within(results, b) for b in budgets], results
+
+
+def evolve_space(space, measure: Measure, budget: float, *, queries: int, seed: int,
+                 fitness: Fitness = constrained, population: int = 50, tournament: int = 10) -> tuple[tuple, dict]:
+    """Regularized evolution for one budget in a decision space: (pick, results). A mutation
+    that only changes an inactive decision (the same network) is drawn again, not counted."""
+    rng = np.random.default_rng(seed)
+    results: dict[tuple, tuple[float, float]] = {}
+    pop: deque[tuple] = deque()
+
+    def query(row) -> tuple:
+        key = space.canonical(row)
+        if key not in results:
+            results[key] = measure(key)
+        return key
+
+    for row in distinct_samples(space, min(population, queries), rng):
+        pop.append(query(row))
+    tries = 0
+    while len(results) < queries and tries < 50 * queries:
+        tries += 1
+        contenders = [pop[int(k)] for k in rng.choice(len(pop), size=min(tournament, len(pop)), replace=False)]
+        parent = max(contenders, key=lambda r: fitness(*results[r], budget))
+        child = list(parent)
+        d = int(rng.integers(len(space)))
+        child[d] = int(rng.choice([v for v in range(space.sizes[d]) if v != child[d]] or [child[d]]))
+        if space.canonical(child) == parent:
+            continue
+        pop.append(query(child))
+        pop.popleft()
+    return best_within(results, budget, fitness), results

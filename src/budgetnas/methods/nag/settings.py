@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 
@@ -26,6 +27,7 @@ class Settings:
     evaluator_steps: int = 1500
     evaluator_hidden: int = 256
     select_samples: int = 200       # k architectures sampled per budget at selection
+    select_temperature: float = 1.0  # softmax temperature of those samples (> 1: more diverse)
     cost_margin: float | None = None  # log-cost safety margin; None = 90% quantile of held-out error
     acc_discount: float | None = None  # subtracted from predicted (unmeasured) accuracy at selection;
                                        # None = 90% quantile of the predictor's held-out error
@@ -50,3 +52,18 @@ class Normalizer:
         return (math.log(budget) - math.log(self.lo)) / (math.log(self.hi) - math.log(self.lo))
 
 
+
+
+QUANTILE = re.compile(r"q(\d+(?:\.\d+)?)")
+
+
+def resolve_budgets(specs: list, costs) -> list[float]:
+    """Budgets from numbers and quantiles (`q10` = 10th percentile of `costs`, the costs of a
+    sample of the space or of a table's rows)."""
+    import numpy as np
+
+    out = []
+    for spec in specs:
+        match = QUANTILE.fullmatch(str(spec).strip().lower())
+        out.append(float(np.percentile(costs, float(match.group(1)))) if match else float(spec))
+    return out

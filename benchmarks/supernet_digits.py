@@ -1,0 +1,210 @@
+"""Supernet + NAG on the user's own data: digits by default (any dataset the CLI reads works).
+
+    .venv/bin/python benchmarks/supernet_digits.py --threads 1 [--cache .cache/supernet_digits]
+    .venv/bin/python benchmarks/supernet_digits.py --threads 1 --doc docs/bench_nag.md   # write the section
+
+Steps, each cached under --cache (run the same command again to continue after an interruption):
+1. supernet: `budgetnas search supernet` (resumed when a checkpoint exists);
+2. sample: held-out accuracy with inherited weights (BN recalibrated) and cost of N random subnets
+   ("exhaustive evaluation of a large random sample"; evals.json, saved every 25 evaluations);
+3. kendall: K subnets spread over the cost range, retrained from scratch (`budgetnas train`, one
+   run directory each): Kendall tau between inherited and retrained test accuracy;
+4. generate, per seed: `budgetnas generate --supernet` with its defaults (5 quantile budgets):
+   regret of every pick against the best of the sample within its budget; the largest-budget
+   pick evaluated with 0 fine-tuning epochs (`budgetnas train --init-from --epochs 0`);
+5. compare, per seed: NAG picks among generated architectures only (no random row) against random
+   search and per-budget regularized evolution, each with the same number of subnet evaluations.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from budgetnas.arch import Arch, save_arch  # noqa: E402
+from budgetnas.data import load_dataset  # noqa: E402
+from budgetnas.io import read_json, write_json  # noqa: E402
+from budgetnas.spaces.decisions import compact  # noqa: E402
+from budgetnas.train.loop import evaluate  # noqa: E402
+from supernet_compare import compare_seed, regret_rows  # noqa: E402
+
+BUDGETS = ["q10", "q30", "q50", "q70", "q90"]
+
+
+def cli(args: list, threads: int, log: Path) -> None:
+    """Run `budgetnas ARGS` (this checkout's code); its output goes to `log`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
+    with open(log, "a") as fh:
+        done = subprocess.run([sys.executable, "-m", "budgetnas", *map(str, args)], env=env, stdout=fh,
+                              stderr=subprocess.STDOUT, cwd=ROOT)
+    if done.returncode:
+        raise SystemExit(f"budgetnas {' '.join(map(str, args))} failed (exit {done.returncode}); see {log}")
+
+
+def data_flags(a) -> list[str]:
+    flags = ["--dataset", a.dataset]
+    for name in ("data_dir", "image_size", "subset"):
+        if getattr(a, name):
+            flags += ["--" + name.replace("_", "-"), str(getattr(a, name))]
+    return flags + ["--threads", str(a.threads)]
+
+
+def run_once(out: Path, args: list, a, *, done_file: str) -> None:
+    """A CLI run into `out`, skipped when finished, resumed when a checkpoint exists."""
+    if (out / done_file).is_file():
+        return
+    resume = ["--resume"] if (out / "checkpoint.pt").is_file() else []
+    if out.exists() and not resume:
+        import shutil
+
+        shutil.rmtree(out)
+    quiet = [] if args[0] == "train" else ["--no-report"]  # train writes no report
+    cli([*args, *data_flags(a), "--out", out, *quiet, *resume], a.threads, a.cache / "cli.log")
+
+
+class Evals:
+    """Held-out accuracy of subnets, cached in a JSON file (compact row -> accuracy)."""
+
+    def __init__(self, source, path: Path):
+        self.source, self.path = source, path
+        self.values = read_json(path) if path.is_file() else {}
+        self.new = 0
+
+    def __call__(self, row) -> float:
+        key = compact(row)
+        if key not in self.values:
+            self.values[key] = self.source.accuracy(tuple(int(v) for v in row))
+            self.new += 1
+            if self.new % 25 == 0:
+                self.save()
+        return self.values[key]
+
+    def measure(self, row) -> tuple[float, float]:
+        return self(row), float(self.source.cost(np.array([row]))[0])
+
+    def save(self) -> None:
+        write_json(self.path, self.values)
+
+
+def step_sample(a, evals: Evals, space) -> dict:
+    from budgetnas.methods.nag.per_budget import distinct_samples
+
+    rows = distinct_samples(space, a.sample, np.random.default_rng(12345))
+    started = time.time()
+    acc = np.array([evals(r) for r in rows])
+    evals.save()
+    return {"rows": [list(r) for r in rows], "val_acc": acc.tolist(),
+            "cost": evals.source.cost(np.array(rows)).tolist(), "seconds": round(time.time() - started, 1)}
+
+
+def step_kendall(a, source, sample: dict, dataset) -> dict:
+    """K subnets evenly spread over the sample's cost ranks, retrained from scratch."""
+    from scipy.stats import kendalltau
+
+    order = np.argsort(sample["cost"], kind="stable")
+    picks = [int(order[int(round(i))]) for i in np.linspace(0, len(order) - 1, a.kendall)]
+    out = []
+    for n, i in enumerate(picks):
+        row = tuple(sample["rows"][i])
+        directory = a.cache / "kendall" / str(n)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_arch(Arch("mbconv", source.config, source.genotype(row)), directory)
+        run_once(directory / "train", ["train", directory / "arch.json", "--epochs", a.retrain_epochs],
+                 a, done_file="metrics.json")
+        metrics = read_json(directory / "train" / "metrics.json")
+        inherited = evaluate(source.subnet(row), dataset, dataset.test, source.device)
+        out.append({"row": list(row), "cost": sample["cost"][i], "inherited_val": sample["val_acc"][i],
+                    "inherited_test": inherited, "retrained_test": metrics["test_acc"]})
+    tau_test = kendalltau([r["inherited_test"] for r in out], [r["retrained_test"] for r in out])
+    tau_val = kendalltau([r["inherited_val"] for r in out], [r["retrained_test"] for r in out])
+    return {"subnets": out, "tau_test": float(tau_test.statistic), "p_test": float(tau_test.pvalue),
+            "tau_val": float(tau_val.statistic), "p_val": float(tau_val.pvalue)}
+
+
+def step_generate(a, seed: int, sample: dict) -> dict:
+    out = a.cache / f"generate-s{seed}"
+    run_once(out, ["generate", "--supernet", a.cache / "supernet", "--cost", a.cost, "--budgets", ",".join(BUDGETS),
+                   "--query-budget", a.queries, "--seed", seed], a, done_file="picks.json")
+    listing = read_json(out / "picks.json")
+    picks = listing["picks"]
+    largest = max(range(len(picks)), key=lambda k: picks[k]["budget"])
+    pick_dir = out / "picks" / str(largest)
+    run_once(out / "eval-largest", ["train", pick_dir / "arch.json", "--init-from", pick_dir, "--epochs", 0],
+             a, done_file="metrics.json")
+    zero = read_json(out / "eval-largest" / "metrics.json")["test_acc"]
+    by_budget = sorted(picks, key=lambda p: p["budget"])
+    return {"picks": [{k: p[k] for k in ("budget", "cost", "val_acc", "test_acc", "row")} for p in picks],
+            "regret": regret_rows(picks, sample), "evaluations": listing["evaluations"],
+            "largest_test_acc_0_epochs": zero, "seconds": read_json(out / "summary.json")["search_seconds"],
+            "val_monotone": all(x["val_acc"] <= y["val_acc"] for x, y in zip(by_budget, by_budget[1:])),
+            "test_monotone": all(x["test_acc"] <= y["test_acc"] for x, y in zip(by_budget, by_budget[1:]))}
+
+
+def cached(path: Path, compute):
+    if path.is_file():
+        return read_json(path)
+    value = compute()
+    write_json(path, value)
+    return value
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "supernet_digits")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--subset", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=40, help="supernet training epochs")
+    p.add_argument("--sample", type=int, default=1000, help="random subnets evaluated exhaustively")
+    p.add_argument("--kendall", type=int, default=24, help="subnets retrained from scratch")
+    p.add_argument("--retrain-epochs", type=int, default=20)
+    p.add_argument("--queries", type=int, default=400, help="subnet evaluations per method and seed")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--cost", default="macs")
+    p.add_argument("--doc", type=Path, default=None, help="write the results section into this file")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    a.cache.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    run_once(a.cache / "supernet", ["search", "supernet", "--epochs", a.epochs], a, done_file="supernet.json")
+    from budgetnas.methods.nag.supernet_source import SupernetSource
+
+    dataset = load_dataset(a.dataset, a.data_dir, image_size=a.image_size, subset=a.subset)
+    source = SupernetSource(a.cache / "supernet", dataset, a.cost, device=torch.device("cpu"), threads=a.threads)
+    evals = Evals(source, a.cache / "evals.json")
+    sample = cached(a.cache / "sample.json", lambda: step_sample(a, evals, source.space))
+    kendall = cached(a.cache / "kendall.json", lambda: step_kendall(a, source, sample, dataset))
+    seeds = [int(s) for s in a.seeds.split(",")]
+    generate = {s: cached(a.cache / f"generate-s{s}.json", lambda: step_generate(a, s, sample)) for s in seeds}
+    compare = {s: cached(a.cache / f"compare-s{s}.json",
+                         lambda: compare_seed(a, s, source, evals, sample, generate[s])) for s in seeds}
+    evals.save()
+    results = {"supernet": read_json(a.cache / "supernet" / "summary.json"), "sample": {
+        "n": len(sample["rows"]), "seconds": sample["seconds"]}, "kendall": kendall, "generate": generate,
+        "compare": compare, "date": _dt.date.today().isoformat(), "wall_seconds_this_run": round(time.time() - t0)}
+    write_json(a.cache / "results.json", results)
+    from supernet_report import section
+
+    text = section(results, a)
+    print(text)
+    if a.doc:
+        from supernet_report import write_section
+
+        write_section(a.doc, text)
+
+
+if __name__ == "__main__":
+    main()
