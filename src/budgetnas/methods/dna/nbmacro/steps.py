@@ -55,6 +55,11 @@ def check(opts) -> tuple[str, float] | None:
     if not (opts.teacher == "train" or Path(opts.teacher).is_dir()):
         raise UserError(f"teacher {opts.teacher!r} is not available for the nbmacro space", where="--teacher",
                         fix="use 'train' or a budgetnas run directory of an nbmacro network")
+    if target is not None:  # before any work: the smallest network is all zeros
+        smallest = float(nbmacro_costs(["0" * LAYERS])[target[0]][0])
+        if target[1] < smallest:
+            raise UserError(f"no network of the space fits {target[1]:g} {METRICS[target[0]]} (the smallest "
+                            f"has {smallest:g})", where=f"--target-{target[0]}", fix="raise the budget")
     return target
 
 
