@@ -152,3 +152,31 @@ def test_nbmacro_bad_inputs_are_one_line_errors(tmp_path, cli):
     for result, text in results:
         assert result.returncode == 2 and text in result.stderr, result.stderr
         assert result.stderr.count("\n") == 1, result.stderr
+
+
+def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
+    """A teacher directory whose network always answers class 0 is refused once the found network,
+    retrained, beats it; the run then continues from its cached ratings with --allow-weak-teacher."""
+    from budgetnas.arch import Arch, make_provenance, save_arch
+    from budgetnas.io import save_safetensors
+
+    teacher = tmp_path / "teacher"
+    cfg = {"in_channels": 3, "num_classes": 4, "input_size": 8, "stem_channels": 4, "head_channels": 16}
+    save_arch(Arch("nbmacro", cfg, "22222222", None, make_provenance("train", "synthetic", None, 0)),
+              teacher, "arch.json")
+    torch.manual_seed(0)
+    net = NBMacroNetwork(cfg, "22222222")
+    with torch.no_grad():
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    save_safetensors(teacher / "model.safetensors", net.state_dict())
+    out = tmp_path / "run"
+    args = [*TINY, "--teacher", teacher, "--final-epochs", "3", "--target-params", "600000", "--out", out]
+    refused = cli(*args)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "below the found network's" in refused.stderr and "--allow-weak-teacher" in refused.stderr
+    assert not (out / "summary.json").exists() and (out / "ratings.csv").is_file()
+    allowed = cli(*args, "--resume", "--allow-weak-teacher")
+    assert allowed.returncode == 0, allowed.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["val_acc"] > summary["teacher"]["val_acc"]

@@ -94,8 +94,9 @@ class DNAOptions(TargetOptions):
                                   "(default: the same cell everywhere, the benchmark's space)")
     nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
     nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
-    allow_weak_teacher: bool = Field(False, description="nb201: keep a teacher whose held-out accuracy is below "
-                                     "that of the found network retrained for --final-epochs (refused by default)")
+    allow_weak_teacher: bool = Field(False, description="nb201/nbmacro: keep a teacher whose held-out "
+                                     "accuracy is below that of the found network retrained for "
+                                     "--final-epochs (refused by default)")
 
     # --space nbmacro (methods/dna/nbmacro/): a block is a stage of 2, 3, 3 layers
     nbmacro_channels: int = Field(32, ge=1, le=512, description="nbmacro: stem width of the students and "
@@ -103,7 +104,8 @@ class DNAOptions(TargetOptions):
 
     def check_space_options(self) -> None:
         """Refuse an option given for the other space (it would be silently ignored)."""
-        own = {"mbconv": (), "nb201": ("nb201_", "allow_weak_teacher"), "nbmacro": ("nbmacro_",)}[self.space]
+        own = {"mbconv": (), "nb201": ("nb201_", "allow_weak_teacher"),
+               "nbmacro": ("nbmacro_", "allow_weak_teacher")}[self.space]
         foreign = sorted(k for k in self.model_fields_set
                          if (k.startswith(("nb201_", "nbmacro_", "allow_weak_teacher")) and not k.startswith(own))
                          or (self.space != "mbconv" and k in MBCONV_ONLY))

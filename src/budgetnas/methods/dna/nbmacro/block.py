@@ -10,8 +10,9 @@ sits are the same network (`spaces.nbmacro.canonical`), so each canonical string
 rated once and its rating copied to the others.
 
 Rating (`rate_block`): every BN on the path gets the mean and unbiased variance of its input over
-R recalibration rows (search-training split, one batch, so the statistics are exact), then the path is scored on S held-out rows: MSE to
-the teacher's stage output divided by the target's variance (unitless, lower is better).
+R recalibration rows (search-training split, one batch, so the statistics are exact), then the
+path is scored on S held-out rows: MSE to the teacher's stage output divided by the target's
+variance (unitless, lower is better).
 """
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ where it stopped and a resumed run may ask another budget, answered from the cac
    `ratings.csv` lists them all with the benchmark's exact params and MACs (`cost/nbmacro.py`,
    default config: 3x32x32 input, 10 classes), and the best network under the budget (counted the
    same way) is written as arch.json, with `front.json`;
-4. optionally (--final-epochs) the found network is trained briefly for a held-out accuracy.
+4. optionally (--final-epochs) the found network is trained briefly for a held-out accuracy; a
+   teacher below it is refused (exit 2, ratings kept) unless --allow-weak-teacher.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from ....runs.rundir import acquire_lock
 from ....spaces.nbmacro import CHOICES, LAYERS, STAGES
 from ..blockwise import fingerprint
 from ..nb201.blockwise import fixed_head, teacher_features
-from ..nb201.steps import DEFAULT_SCORE_IMAGES, teacher_sum
+from ..nb201.steps import DEFAULT_SCORE_IMAGES, check_teacher_strength, teacher_sum
 from .block import FIRST, NBMacroBlockSupernet, rate_block
 from .teacher import TAPS, TEACHER_INFO, space_config, train_nbmacro_block, train_nbmacro_teacher
 
@@ -93,6 +94,7 @@ def run(method, ctx) -> bool:
         from ..rounds import retrain
 
         _, val_acc = retrain(arch, ctx.dataset, ctx.out / "final", opts, ctx.device, epochs=opts.final_epochs)
+        check_teacher_strength(opts, info, val_acc)
     method.log, method.val_acc = log, val_acc
     method.found = {"arch": arch, "front": points, "chosen": chosen, "teacher": info}
     ctx.save_checkpoint({"round": 0, "done": True}, log=log)
