@@ -11,7 +11,9 @@ Steps (each cached in the run directory and reused when its settings match):
    summary.json's val_acc on the held-out split.
 
 `--space nb201` hands the work to `nb201/steps.py` (a block is a stage of the NAS-Bench-201
-network, a candidate a cell genotype; every one of the 15,625 cells is rated in every block).
+network, a candidate a cell genotype; every one of the 15,625 cells is rated in every block);
+`--space nbmacro` to `nbmacro/steps.py` (a block is a stage of 2, 3, 3 layers; every string of
+every block is rated and ratings.csv scores all 6,561 networks).
 
 `--block K` trains and rates block K only, so blocks can run in separate processes with the same
 --out (each locks its own block directory); a run without --block then reuses them.
@@ -43,10 +45,8 @@ class DNAMethod(Method):
     def check(self, ctx) -> None:
         opts = self.opts
         opts.check_space_options()
-        if opts.space == "nb201":
-            from .nb201 import steps
-
-            self.target = steps.check(opts)
+        if opts.space != "mbconv":
+            self.target = self.steps().check(opts)
             return
         self.target = opts.target()
         if opts.block is None and self.target is None:
@@ -62,10 +62,8 @@ class DNAMethod(Method):
 
     def run(self, ctx) -> bool:
         opts, out = self.opts, ctx.out
-        if opts.space == "nb201":
-            from .nb201 import steps
-
-            return steps.run(self, ctx)
+        if opts.space != "mbconv":
+            return self.steps().run(self, ctx)
         if self.resuming(ctx):
             ctx.load_checkpoint()  # checks the options, carries the work time on
         source, log, result = opts.teacher, [], None
@@ -86,6 +84,14 @@ class DNAMethod(Method):
         self.log, self.found, self.val_acc = log, result, val_acc
         ctx.save_checkpoint({"round": opts.progressive, "done": True}, log=log)
         return True
+
+    def steps(self):
+        """The steps module of a non-MBConv space (nb201/steps.py, nbmacro/steps.py)."""
+        if self.opts.space == "nb201":
+            from .nb201 import steps
+        else:
+            from .nbmacro import steps
+        return steps
 
     def resuming(self, ctx) -> bool:
         """A resumed run that had finished a round has a checkpoint; one stopped inside round 0
@@ -108,10 +114,8 @@ class DNAMethod(Method):
         return f"block {block} trained and rated in {ctx.out / 'round0' / f'block{block}'}"
 
     def result(self) -> tuple[Arch, dict]:
-        if self.opts.space == "nb201":
-            from .nb201 import steps
-
-            return steps.result(self)
+        if self.opts.space != "mbconv":
+            return self.steps().result(self)
         result, (metric, budget) = self.found, self.target
         chosen = result["front"][result["chosen"]]
         write_json(self.ctx.out / "front.json", {
@@ -127,9 +131,7 @@ class DNAMethod(Method):
         return result["arch"], extras
 
     def table_rows(self, summary: dict) -> dict:
-        if self.opts.space == "nb201":
-            from .nb201 import steps
-
-            return steps.table_rows(self, summary)
+        if self.opts.space != "mbconv":
+            return self.steps().table_rows(self, summary)
         return {"cost (table)": f"{summary['cost']:g}", "score (rel. L1 sum)": f"{summary['score']:.4f}",
                 "front points": summary["front_size"], "network": describe(self.found["arch"].genotype)}

@@ -71,8 +71,9 @@ class DNAOptions(TargetOptions):
                              "becomes the next teacher")
     final_epochs: int = Field(5, ge=0, description="retraining epochs for val_acc (and DNA+ teachers); 0 = skip")
     # --space nb201 (methods/dna/nb201/): a block is a stage, a candidate is a cell genotype
-    space: Literal["mbconv", "nb201"] = Field("mbconv", description="search space: MBConv blocks or "
-                                              "the NAS-Bench-201 cell space (one block per stage)")
+    space: Literal["mbconv", "nb201", "nbmacro"] = Field(
+        "mbconv", description="search space: MBConv blocks, the NAS-Bench-201 cell space or the "
+        "NAS-Bench-Macro space (one block per stage)")
     nb201_channels: int = Field(8, ge=1, le=512, description="nb201: proxy student width C (stages C, 2C, 4C)")
     nb201_cells: int = Field(1, ge=1, le=8, description="nb201: proxy student cells per stage (1 rates "
                              "all 15,625 cells fast and exactly; more rates cell by cell)")
@@ -93,14 +94,21 @@ class DNAOptions(TargetOptions):
                                   "(default: the same cell everywhere, the benchmark's space)")
     nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
     nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
-    allow_weak_teacher: bool = Field(False, description="nb201: keep a teacher whose held-out accuracy is below "
-                                     "that of the found network retrained for --final-epochs (refused by default)")
+    allow_weak_teacher: bool = Field(False, description="nb201/nbmacro: keep a teacher whose held-out "
+                                     "accuracy is below that of the found network retrained for "
+                                     "--final-epochs (refused by default)")
+
+    # --space nbmacro (methods/dna/nbmacro/): a block is a stage of 2, 3, 3 layers
+    nbmacro_channels: int = Field(32, ge=1, le=512, description="nbmacro: stem width of the students and "
+                                  "the teacher (stages 2x, 4x, 8x; 32 = the benchmark's widths)")
 
     def check_space_options(self) -> None:
         """Refuse an option given for the other space (it would be silently ignored)."""
+        own = {"mbconv": (), "nb201": ("nb201_", "allow_weak_teacher"),
+               "nbmacro": ("nbmacro_", "allow_weak_teacher")}[self.space]
         foreign = sorted(k for k in self.model_fields_set
-                         if (k.startswith("nb201_") or k == "allow_weak_teacher" if self.space == "mbconv"
-                             else k in MBCONV_ONLY))
+                         if (k.startswith(("nb201_", "nbmacro_", "allow_weak_teacher")) and not k.startswith(own))
+                         or (self.space != "mbconv" and k in MBCONV_ONLY))
         if foreign:
             flag = "--" + foreign[0].replace("_", "-")
             raise UserError(f"{flag} does not apply to --space {self.space}", where=flag,

@@ -152,7 +152,7 @@ def check_teacher_strength(opts, info: dict, found_acc: float) -> None:
         return
     raise UserError(f"the teacher's held-out accuracy {teacher_acc:.4f} is below the found network's "
                     f"{found_acc:.4f} (retrained for {opts.final_epochs} epochs)", where="--teacher",
-                    fix="train a stronger teacher (--teacher-epochs, --nb201-teacher-channels), or continue "
+                    fix="train a stronger teacher (more --teacher-epochs, or a larger one), or continue "
                         "this run with --resume --allow-weak-teacher")
 
 
