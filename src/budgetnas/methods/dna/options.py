@@ -93,13 +93,13 @@ class DNAOptions(TargetOptions):
                                   "(default: the same cell everywhere, the benchmark's space)")
     nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
     nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
-    allow_weak_teacher: bool = Field(False, description="nb201: keep a teacher whose held-out accuracy is below "
-                                     "that of the found network retrained for --final-epochs (refused by default)")
+    allow_weak_teacher: bool = Field(False, description="keep a teacher whose held-out accuracy is below that "
+                                     "of the best network retrained in the run (--final-epochs, DNA+ rounds)")
 
     def check_space_options(self) -> None:
         """Refuse an option given for the other space (it would be silently ignored)."""
         foreign = sorted(k for k in self.model_fields_set
-                         if (k.startswith("nb201_") or k == "allow_weak_teacher" if self.space == "mbconv"
+                         if (k.startswith("nb201_") if self.space == "mbconv"
                              else k in MBCONV_ONLY))
         if foreign:
             flag = "--" + foreign[0].replace("_", "-")
