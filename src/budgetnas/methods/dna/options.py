@@ -34,8 +34,8 @@ class DNAOptions(TargetOptions):
     """Options of `budgetnas search dna`."""
 
     teacher: str = Field("train", description="torchvision:NAME, a budgetnas run directory "
-                         "(arch.json + model.safetensors), 'train' (an MBConv teacher larger than every candidate, trained "
-                         "first) or 'none' (self-supervised EMA target)")
+                         "(arch.json + model.safetensors), 'train' (an MBConv teacher larger than "
+                         "every candidate, trained first) or 'none' (self-supervised EMA target)")
     teacher_weights: Path | None = Field(None, description="state dict (.safetensors) for a torchvision teacher")
     teacher_stages: list[str] | None = Field(None, description="teacher modules whose outputs are "
                                              "the block targets (default: mbconv stages.i; "
