@@ -228,8 +228,11 @@ def train_teacher(dataset: Dataset, out: Path, *, epochs: int, seed: int,
     out = Path(out)
     if (out / TEACHER_INFO).is_file() and (out / "model.safetensors").is_file():
         return out
-    arch = teacher_arch(dataset, seed)
-    save_arch(arch, out, "arch.json")
+    if (out / "metrics.json").is_file() and (out / "arch.json").is_file():
+        arch = load_arch(out / "arch.json")  # trained earlier (possibly an older, smaller teacher)
+    else:
+        arch = teacher_arch(dataset, seed)
+        save_arch(arch, out, "arch.json")
     if not (out / "metrics.json").is_file():
         recipe = RECIPES["quick"].model_copy(update={"epochs": epochs, "auxiliary_weight": 0.0})
         train_model(arch, without_val(dataset), out, recipe, seed=seed, device=device,
