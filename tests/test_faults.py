@@ -49,10 +49,10 @@ def test_full_disk_during_a_dna_block_checkpoint_exits_2(tmp_path, cli):
     from budgetnas.io import load_checkpoint
 
     out = tmp_path / "run"
-    # run_info.json, the teacher's 5 files, then block 0's checkpoints (epoch 1 = write 7, 2 = write 8).
+    # run_info.json, the teacher's 6 files, then block 0's checkpoints (epoch 1 = write 8, 2 = write 9).
     result = cli("search", "dna", "--dataset", "synthetic", "--teacher-epochs", "1", "--epochs", "2",
                  "--depths", "1", "--ops", "e3k3", "--final-epochs", "0", "--target-params", "40000",
-                 "--no-report", "--out", out, env={"BUDGETNAS_ENOSPC_AT_WRITE": "8"})
+                 "--no-report", "--out", out, env={"BUDGETNAS_ENOSPC_AT_WRITE": "9"})
     assert result.returncode == 2 and "no space left" in result.stderr and "Traceback" not in result.stderr
     assert load_checkpoint(out / "round0" / "block0" / "checkpoint.pt")["epoch"] == 0
     assert not list(out.rglob(".*.tmp"))

@@ -30,6 +30,7 @@ from ...runs import Method
 from .options import DNAOptions
 from .rounds import describe, retrain, search_round
 from .supernet import check_groups, parse_ops
+from .teacher import check_teacher_strength
 
 
 class DNAMethod(Method):
@@ -66,21 +67,27 @@ class DNAMethod(Method):
             return self.steps().run(self, ctx)
         if self.resuming(ctx):
             ctx.load_checkpoint()  # checks the options, carries the work time on
-        source, log, result = opts.teacher, [], None
+        source, log, result, seen = opts.teacher, [], None, []  # seen: retrained networks' accuracies
         for r in range(opts.progressive + 1):
             rdir = out / f"round{r}"
             result = search_round(opts, source, ctx.dataset, rdir, ctx.device, self.ops, self.target, r, log)
             if opts.block is not None:
                 return False
+            teacher_acc = result["teacher_acc"] if r == 0 else teacher_acc
             ctx.save_checkpoint({"round": r}, log=log)
             if r < opts.progressive:
-                source = str(retrain(result["arch"], ctx.dataset, rdir / "retrained", opts, ctx.device,
-                                     epochs=max(opts.final_epochs, 1))[0])
-                log.append({"stage": "retrain", "round": r, "teacher_next": source})
+                path, acc = retrain(result["arch"], ctx.dataset, rdir / "retrained", opts, ctx.device,
+                                    epochs=max(opts.final_epochs, 1))
+                source = str(path)
+                seen.append(acc)
+                log.append({"stage": "retrain", "round": r, "teacher_next": source, "val_acc": acc})
         val_acc = None
         if opts.final_epochs:
             _, val_acc = retrain(result["arch"], ctx.dataset, out / "final", opts, ctx.device,
                                  epochs=opts.final_epochs)
+            seen.append(val_acc)
+        if seen:  # the user's teacher against the best network retrained in this run
+            check_teacher_strength(opts, teacher_acc, max(seen))
         self.log, self.found, self.val_acc = log, result, val_acc
         ctx.save_checkpoint({"round": opts.progressive, "done": True}, log=log)
         return True

@@ -34,9 +34,9 @@ class DNAOptions(TargetOptions):
     """Options of `budgetnas search dna`."""
 
     teacher: str = Field("train", description="torchvision:NAME, a budgetnas run directory "
-                         "(arch.json + model.safetensors), 'train' (small MBConv teacher trained "
-                         "first) or 'none' (self-supervised EMA target)")
-    teacher_weights: Path | None = Field(None, description="state dict for a torchvision teacher")
+                         "(arch.json + model.safetensors), 'train' (an MBConv teacher larger than "
+                         "every candidate, trained first) or 'none' (self-supervised EMA target)")
+    teacher_weights: Path | None = Field(None, description="state dict (.safetensors) for a torchvision teacher")
     teacher_stages: list[str] | None = Field(None, description="teacher modules whose outputs are "
                                              "the block targets (default: mbconv stages.i; "
                                              "EfficientNet features.2..7)")
@@ -94,9 +94,8 @@ class DNAOptions(TargetOptions):
                                   "(default: the same cell everywhere, the benchmark's space)")
     nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
     nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
-    allow_weak_teacher: bool = Field(False, description="nb201/nbmacro: keep a teacher whose held-out "
-                                     "accuracy is below that of the found network retrained for "
-                                     "--final-epochs (refused by default)")
+    allow_weak_teacher: bool = Field(False, description="keep a teacher whose held-out accuracy is below that "
+                                     "of the best network retrained in the run (--final-epochs, DNA+ rounds)")
 
     # --space nbmacro (methods/dna/nbmacro/): a block is a stage of 2, 3, 3 layers
     nbmacro_channels: int = Field(32, ge=1, le=512, description="nbmacro: stem width of the students and "
@@ -104,10 +103,9 @@ class DNAOptions(TargetOptions):
 
     def check_space_options(self) -> None:
         """Refuse an option given for the other space (it would be silently ignored)."""
-        own = {"mbconv": (), "nb201": ("nb201_", "allow_weak_teacher"),
-               "nbmacro": ("nbmacro_", "allow_weak_teacher")}[self.space]
+        own = {"mbconv": (), "nb201": ("nb201_",), "nbmacro": ("nbmacro_",)}[self.space]
         foreign = sorted(k for k in self.model_fields_set
-                         if (k.startswith(("nb201_", "nbmacro_", "allow_weak_teacher")) and not k.startswith(own))
+                         if (k.startswith(("nb201_", "nbmacro_")) and not k.startswith(own))
                          or (self.space != "mbconv" and k in MBCONV_ONLY))
         if foreign:
             flag = "--" + foreign[0].replace("_", "-")

@@ -74,7 +74,7 @@ def describe(genotype: dict) -> str:
 
 def search_round(opts: DNAOptions, source: str, dataset: Dataset, rdir: Path, device: torch.device, ops,
                  target, round_index: int, log: list) -> dict | None:
-    teacher, teacher_cfg, description = make_teacher(opts, source, dataset, rdir, device)
+    teacher, teacher_cfg, description, teacher_acc = make_teacher(opts, source, dataset, rdir, device)
     shapes = teacher.shapes(dataset.shape, device)
     cfg = student_config(opts, teacher_cfg, dataset, len(shapes))
     default_depths = PAPER_DEPTHS if len(shapes) == 6 else [[1, 2]] * len(shapes)
@@ -87,6 +87,8 @@ def search_round(opts: DNAOptions, source: str, dataset: Dataset, rdir: Path, de
     common = {"teacher": source, "teacher_sum": teacher_checksum(teacher), "teacher_bn": opts.teacher_bn,
               "taps": teacher.taps, "cfg": cfg, "ops": [o.name for o in ops], "se": opts.se,
               "dataset": dataset.name, "subset": opts.subset, "seed": opts.seed}
+    log.append({"stage": "teacher", "round": round_index, "source": source, "teacher_sum": common["teacher_sum"],
+                "val_acc": teacher_acc})
     indices = [opts.block] if opts.block is not None else range(len(blocks))
     ratings = []
     for i in indices:
@@ -123,13 +125,15 @@ def search_round(opts: DNAOptions, source: str, dataset: Dataset, rdir: Path, de
     genotype = genotype_of(front, k, maps, ratings, cells, ops, opts.se)
     search_seconds = time.perf_counter() - t0
     log.append({"stage": "search", "round": round_index, "front_size": len(front),
-                "seconds": round(search_seconds, 4), "cost": float(front.cost[k]), "score": float(front.score[k])})
+                "seconds": round(search_seconds, 4), "cost": float(front.cost[k]), "score": float(front.score[k]),
+                "network": describe(genotype)})
     arch = Arch("mbconv", cfg, genotype, None,
                 make_provenance("dna", dataset.name, {metric: budget}, opts.seed))
     points = [{"cost": float(front.cost[j]), "score": float(front.score[j]),
                "genotype": genotype_of(front, j, maps, ratings, cells, ops, opts.se)}
               for j in range(len(front))]
     return {"arch": arch, "front": points, "chosen": k, "metric": metric, "teacher": description,
+            "teacher_acc": teacher_acc,
             "round": round_index, "blocks": len(blocks),
             "candidates": [len(r) for r in ratings], "cells": [[c.name for c in cs] for cs in cells]}
 

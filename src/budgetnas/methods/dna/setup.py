@@ -13,14 +13,17 @@ from ...spaces.mbconv import CONFIG_DEFAULTS
 from ...cost.mbconv import out_size
 from .options import DNAOptions
 from .supernet import BlockSupernet, CellSpec
-from .teacher import Teacher, default_taps, run_teacher, self_supervised_teacher, torchvision_teacher, train_teacher
+from ...io import read_json
+from .teacher import (TEACHER_INFO, Teacher, default_taps, held_out_accuracy, run_teacher,
+                      self_supervised_teacher, torchvision_teacher, train_teacher)
 
 
 def make_teacher(opts: DNAOptions, source: str, dataset: Dataset, directory: Path,
-                 device: torch.device) -> tuple[Teacher, dict | None, str]:
-    """(teacher, the teacher's mbconv config if it has one, a description)."""
+                 device: torch.device) -> tuple[Teacher, dict | None, str, float | None]:
+    """(teacher, the teacher's mbconv config if it has one, a description, its held-out accuracy
+    where it classifies the dataset's classes, else None)."""
     train_bn = opts.teacher_bn == "train"
-    arch = None
+    arch, val_acc = None, None
     if source.startswith("torchvision:"):
         name = source.split(":", 1)[1]
         module = torchvision_teacher(name, weights=opts.teacher_weights, download=opts.download)
@@ -31,13 +34,16 @@ def make_teacher(opts: DNAOptions, source: str, dataset: Dataset, directory: Pat
                        device=device)
         module, arch = run_teacher(path)
         kind = "mbconv"
+        if source == "train":  # the self-supervised teacher has no trained classifier
+            val_acc = read_json(path / TEACHER_INFO)["val_acc"]
     else:
         module, arch = run_teacher(Path(source))
         kind = arch.space
+        val_acc = held_out_accuracy(module, arch, dataset, device)
     taps = opts.teacher_stages or default_taps(module, kind)
     teacher = Teacher(module, taps, train_bn=train_bn, description=f"teacher {source}").to(device)
     cfg = {**CONFIG_DEFAULTS, **arch.config} if arch is not None and arch.space == "mbconv" else None
-    return teacher, cfg, f"{source} ({', '.join(taps)})"
+    return teacher, cfg, f"{source} ({', '.join(taps)})", val_acc
 
 
 def student_config(opts: DNAOptions, teacher_cfg: dict | None, dataset: Dataset, n_blocks: int) -> dict:

@@ -1,11 +1,13 @@
 """Teachers: any `nn.Module` whose stage outputs are tapped with forward hooks.
 
 Sources (`--teacher`):
-- `torchvision:NAME` — a torchvision model; weights from `--teacher-weights FILE` (a state dict,
-  .safetensors or .pt/.pth) or, with `--download`, torchvision's default pretrained weights.
+- `torchvision:NAME` — a torchvision model; weights from `--teacher-weights FILE.safetensors` (a
+  state dict; pickled .pt/.pth files are refused, never unpickled) or, with `--download`,
+  torchvision's default pretrained weights.
 - `PATH` — a budgetnas run directory holding `arch.json` and `model.safetensors` (e.g. a
-  `budgetnas train` run).
-- `train` — a small MBConv network first trained on the dataset's search-training split.
+  `budgetnas train` run); only those two files are read.
+- `train` — an MBConv network larger than every candidate (`teacher_genotype`), first trained on
+  the dataset's search-training split; `teacher.json` records its held-out and test accuracy.
 - `none` — self-supervised (DNA++-style): an MBConv network trained without labels, BYOL-style,
   whose EMA *target* network supplies the block targets (its stage outputs).
 
@@ -26,8 +28,8 @@ import torch.nn.functional as F
 from ...arch import Arch, build_model, load_arch, save_arch
 from ...data import Augment, Dataset, Split, batches
 from ...errors import UserError
-from ...io import load_checkpoint, load_safetensors, save_checkpoint, save_safetensors, write_json
-from ...spaces.mbconv import tiny_config, tiny_genotype
+from ...io import load_checkpoint, load_safetensors, read_json, save_checkpoint, save_safetensors, write_json
+from ...spaces.mbconv import tiny_config
 from ...train.loop import stop_if_not_finite
 
 
@@ -152,13 +154,12 @@ def torchvision_teacher(name: str, *, weights: Path | None, download: bool,
 
 
 def _read_state_dict(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        return load_safetensors(path)
-    state = load_checkpoint(path)
-    for key in ("model", "state_dict"):
-        if isinstance(state.get(key), dict):
-            return state[key]
-    return state
+    """Tensors from a .safetensors file; nothing else is read (a pickle could run code)."""
+    if path.suffix != ".safetensors":
+        raise UserError("teacher weights must be a .safetensors file (pickled files are not loaded)",
+                        where=str(path), fix="convert it once where you trust it: "
+                        "safetensors.torch.save_file(torch.load(FILE), 'FILE.safetensors')")
+    return load_safetensors(path)
 
 
 def run_teacher(path: Path) -> tuple[nn.Module, Arch]:
@@ -186,28 +187,76 @@ def without_val(dataset: Dataset) -> Dataset:
     return dataclasses.replace(dataset, val=empty)
 
 
+TEACHER_INFO = "teacher.json"
+TEACHER_DEPTH, TEACHER_OP = 4, {"expansion": 6, "kernel": 7}
+TEACHER_WIDTHS = (16, 24, 32)
+
+
+def teacher_genotype() -> dict:
+    """**Decision:** the `train` teacher has the three stage widths the students copy (16, 24, 32)
+    and four e6k7 layers per stage: twice the deepest default cell (depth 2), each layer the
+    largest default op, so it is larger than every candidate of the default space."""
+    return {"stages": [{"channels": w, "layers": [dict(TEACHER_OP) for _ in range(TEACHER_DEPTH)]}
+                       for w in TEACHER_WIDTHS]}
+
+
 def teacher_arch(dataset: Dataset, seed: int, method: str = "dna") -> Arch:
     from ...arch import make_provenance
 
     return Arch("mbconv", tiny_config(dataset.channels, dataset.num_classes, dataset.input_size),
-                tiny_genotype(), None, make_provenance(method, dataset.name, None, seed))
+                teacher_genotype(), None, make_provenance(method, dataset.name, None, seed))
+
+
+def held_out_accuracy(module: nn.Module, arch: Arch | None, dataset: Dataset,
+                      device: torch.device) -> float | None:
+    """The teacher's accuracy on the held-out split, or None when its classes are not the data's
+    (a torchvision or self-supervised teacher)."""
+    from ...train.loop import evaluate
+
+    if arch is None or arch.config.get("num_classes") != dataset.num_classes or not len(dataset.val):
+        return None
+    return evaluate(module.to(device), dataset, dataset.val, device)
 
 
 def train_teacher(dataset: Dataset, out: Path, *, epochs: int, seed: int,
                   device: torch.device) -> Path:
-    """Train the small MBConv teacher on the search-training split (resumable; reused if done)."""
+    """Train the MBConv teacher on the search-training split (resumable; reused if done) and write
+    teacher.json: size, held-out and test accuracy."""
     from ...train.recipes import RECIPES
     from ...train.trainer import train_model
 
     out = Path(out)
-    if (out / "model.safetensors").is_file() and (out / "arch.json").is_file():
+    if (out / TEACHER_INFO).is_file() and (out / "model.safetensors").is_file():
         return out
-    arch = teacher_arch(dataset, seed)
-    save_arch(arch, out, "arch.json")
-    recipe = RECIPES["quick"].model_copy(update={"epochs": epochs, "auxiliary_weight": 0.0})
-    train_model(arch, without_val(dataset), out, recipe, seed=seed, device=device,
-                resume=(out / "checkpoint.pt").is_file(), progress=False)
+    if (out / "metrics.json").is_file() and (out / "arch.json").is_file():
+        arch = load_arch(out / "arch.json")  # trained earlier (possibly an older, smaller teacher)
+    else:
+        arch = teacher_arch(dataset, seed)
+        save_arch(arch, out, "arch.json")
+    if not (out / "metrics.json").is_file():
+        recipe = RECIPES["quick"].model_copy(update={"epochs": epochs, "auxiliary_weight": 0.0})
+        train_model(arch, without_val(dataset), out, recipe, seed=seed, device=device,
+                    resume=(out / "checkpoint.pt").is_file(), progress=False)
+    metrics = read_json(out / "metrics.json")
+    model = build_model(arch)
+    model.load_state_dict(load_safetensors(out / "model.safetensors"))
+    write_json(out / TEACHER_INFO, {"epochs": epochs, "params": metrics["params_dense"], "macs": metrics["macs"],
+                                    "val_acc": held_out_accuracy(model, arch, dataset, device),
+                                    "test_acc": metrics["test_acc"]})
     return out
+
+
+def check_teacher_strength(opts, teacher_acc: float | None, found_acc: float,
+                           stronger: str = "more --teacher-epochs") -> None:
+    """Refuse a teacher whose held-out accuracy is below that of the best network the search has
+    trained (the found one, retrained for --final-epochs), unless --allow-weak-teacher: its
+    ratings would rank students by how well they copy a worse network."""
+    if opts.allow_weak_teacher or teacher_acc is None or found_acc <= teacher_acc:
+        return
+    raise UserError(f"the teacher's held-out accuracy {teacher_acc:.4f} is below the found network's "
+                    f"{found_acc:.4f} (retrained for {opts.final_epochs} epochs)", where="--teacher",
+                    fix=f"train a stronger teacher ({stronger}), or continue this run with "
+                        "--resume --allow-weak-teacher")
 
 
 # --- DNA++-style self-supervised teacher -----------------------------------------------------

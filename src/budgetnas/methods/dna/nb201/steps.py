@@ -144,16 +144,12 @@ def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
 
 
 def check_teacher_strength(opts, info: dict, found_acc: float) -> None:
-    """Refuse a teacher whose held-out accuracy is below that of the best network the search has
-    trained (the found one, retrained for --final-epochs), unless --allow-weak-teacher: its
-    ratings would rank students by how well they copy a worse network."""
-    teacher_acc = info.get("val_acc")
-    if opts.allow_weak_teacher or teacher_acc is None or found_acc <= teacher_acc:
-        return
-    raise UserError(f"the teacher's held-out accuracy {teacher_acc:.4f} is below the found network's "
-                    f"{found_acc:.4f} (retrained for {opts.final_epochs} epochs)", where="--teacher",
-                    fix="train a stronger teacher (more --teacher-epochs, or a larger one), or continue "
-                        "this run with --resume --allow-weak-teacher")
+    """The shared refusal of a weak teacher (`..teacher.check_teacher_strength`), for the nb201
+    and nbmacro steps."""
+    from ..teacher import check_teacher_strength as check
+
+    stronger = "more --teacher-epochs, or --nb201-teacher-channels" if opts.space == "nb201" else "more --teacher-epochs"
+    check(opts, info.get("val_acc"), found_acc, stronger=stronger)
 
 
 def teacher_sum(teacher) -> str:
