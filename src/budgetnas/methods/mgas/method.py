@@ -98,8 +98,8 @@ class MGASMethod(Method):
 
     def table_rows(self, summary: dict) -> dict:
         return {"ops kept": summary["ops_kept"],
-                "pruned by": "gates {gates:.1%}, landing {land:.1%}, fallback {force:.1%}".format(
-                    **summary["pruned_by"])}
+                "pruned by": ", ".join(f"{name} {100 * summary['pruned_by'][key]:.1f} %" for key, name in
+                                       (("gates", "gates"), ("land", "landing"), ("force", "fallback")))}
 
 
 def check_target(search: MGASSearch) -> tuple[int, int]:
