@@ -78,7 +78,7 @@ def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Pat
         scale_handwritten(proto, data, target, out)
         return out / "arch.json"
     name = "mgas" if method.startswith("mgas") else method
-    extra = {"mgas": proto["mgas"], "mgas-1stage": [*proto["mgas"], "--stages", "1"],
+    extra = {"mgas": [*proto["mgas"], "--stages", "3"], "mgas-1stage": [*proto["mgas"], "--stages", "1"],
              "darts": proto["darts"], "random": proto["random"]}[method]
     cli(["search", name, *common, *extra, *resumable(out, "summary.json")], log, threads)
     return out / "arch.json"

@@ -124,6 +124,17 @@ def test_physical_pruning_keeps_the_function_and_momentum():
 
 
 # ------------------------------------------------------------------ regrow and node protection
+def test_factorized_reduce_runs_with_one_half_pruned_away():
+    """Physical pruning slices a factorized reduce by the kept channels; when all of them lie in
+    one half, the other half's conv has no output channel and is skipped."""
+    from budgetnas.methods.mgas.supernet import BN, FactorizedReduce
+
+    fr = FactorizedReduce(4, 4)
+    fr.conv_1.weight = torch.nn.Parameter(fr.conv_1.weight.detach()[:0])
+    fr.bn = BN(2)
+    assert fr(torch.randn(2, 4, 8, 8)).shape == (2, 2, 4, 4)
+
+
 def test_regrow_restores_an_op():
     net = small_net()
     cell: SuperCell = net.cells[1]

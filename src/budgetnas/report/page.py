@@ -106,6 +106,19 @@ def latency_text(run: Run) -> str | None:
     return None if value is None else f"{value:.3g} ms"
 
 
+def pruned_by_text(run: Run) -> str | None:
+    """Who made the size reduction (MGAS: learned gates, landing step, fallback), when logged."""
+    shares = run.info.get("pruned_by")
+    if not isinstance(shares, dict):
+        return None
+    names = {"gates": "gates", "land": "landing", "force": "fallback"}
+    parts = [f"{names.get(k, k)} {100 * v:.1f} %" for k, v in shares.items()
+             if number(v) is not None and k != "regrown"]
+    if number(shares.get("regrown")):
+        parts.append(f"(regrown {100 * shares['regrown']:.1f} %)")
+    return ", ".join(parts)
+
+
 def summary_table(runs: Sequence[Run], labels: list[str]) -> str:
     def field(key: str) -> Callable[[Run], str]:
         return lambda run: esc(fmt(run.info.get(key))) if key in run.info else "-"
@@ -119,6 +132,7 @@ def summary_table(runs: Sequence[Run], labels: list[str]) -> str:
         ("MACs", field("macs")),
         ("latency", lambda r: esc(latency_text(r) or "-")),
         ("accuracy", lambda r: esc(accuracy_text(r))),
+        ("pruned by", lambda r: esc(pruned_by_text(r) or "-")),
         ("search / training time", lambda r: esc(seconds_text(r))),
         ("peak memory (MB)", field("peak_memory_mb")),
         ("seed", field("seed")),
@@ -126,12 +140,14 @@ def summary_table(runs: Sequence[Run], labels: list[str]) -> str:
     ]
     if not any(latency_text(r) for r in runs):
         rows = [row for row in rows if row[0] != "latency"]
+    if not any(pruned_by_text(r) for r in runs):
+        rows = [row for row in rows if row[0] != "pruned by"]
     return table([(label, [fn(run) for run in runs]) for label, fn in rows], ["", *labels])
 
 
 SHOWN = {"method", "dataset", "target", "params_dense", "params_nonzero", "macs", "val_acc", "test_acc",
          "search_seconds", "train_seconds", "peak_memory_mb", "seed", "version", "recipe", "rank_checksums",
-         "rank_arch_checksums", "options"}
+         "rank_arch_checksums", "options", "pruned_by"}
 
 
 def details_table(run: Run) -> str:

@@ -135,7 +135,9 @@ def true_front(run: Run, metric: str) -> list[tuple[float, float]]:
 PANELS = [  # (title, predicate on a flattened key); a key goes to the first panel that claims it
     ("loss", lambda k: "loss" in k or k == "ce"),
     ("regularizers", lambda k: k in ("r_size", "r_thr") or k.startswith("reg")),
-    ("size", lambda k: k == "target" or bool(re.search(r"(^|[._])(size|params\w*|macs|nonzero|ops_kept|ops)$", k))),
+    ("size removed per epoch, by mechanism", lambda k: k.startswith("pruned.") and k.endswith(".size")),
+    ("units removed per epoch", lambda k: k.startswith("pruned.")),
+    ("size", lambda k: k in ("target", "planned", "gated") or bool(re.search(r"(^|[._])(size|params\w*|macs|nonzero|ops_kept|ops)$", k))),
     ("remaining ratio per level", lambda k: bool(re.search(r"(^|[._])\w*ratios?($|[._])", k)) or "remaining" in k),
     ("reward", lambda k: "reward" in k),
     ("lambda", lambda k: k in ("lambda", "lam") or k.startswith("lambda") or k.endswith(".lambda")),

@@ -4,7 +4,8 @@ The learned gates decide what to prune; these functions only make sure the searc
 the band target x (1 +- tolerance): a commit that would undershoot the band is replaced by the
 largest share of it (nearest to pruning first) that stays in it (bisection), a search below the
 band regrows ops, and a search out of epochs above the band is forced down (`force_land`, the
-emergency: whole ops by margin, then weights by magnitude).
+emergency: whole ops by margin, then weights by magnitude). Each of them is recorded in the
+search's ledger (ledger.py: who pruned).
 """
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ def commit_step(search: "MGASSearch", phase: "Phase") -> int:
     regrown) before the smaller step is taken. Returns the number of ops that died."""
     low, high = band(search)
     net = search.net
-    before = snapshot(net)
+    before, size_before, mechanism = snapshot(net), search.sizer(net), "gates"
     died = commit(net, cells=phase.commit_cells)
     size = search.sizer(net)
     if size < low:
         restore(net, before)
         died = land(search, phase.commit_cells, force=None)
-        size = search.sizer(net)
+        size, mechanism = search.sizer(net), "land"
+    search.ledger.record(mechanism, net, before, size_before, size)
     if size < low:  # below the band already (e.g. after a stage change): regrow into it
         size = regrow_to_band(search)
     if low <= size <= high:
@@ -65,10 +67,11 @@ def force_land(search: "MGASSearch") -> None:
     """Out of epochs above the target: prune whole ops by margin, then weights by magnitude
     (fine steps) until the size is inside the band."""
     cells = range(search.s.layers)
-    for level in ("ops", "weights"):
-        if search.sizer(search.net) <= band(search)[1]:
-            break
-        land(search, cells, force=level)
+    with search.ledger.track("force", search.net, lambda: search.sizer(search.net)):
+        for level in ("ops", "weights"):
+            if search.sizer(search.net) <= band(search)[1]:
+                break
+            land(search, cells, force=level)
     if search.sizer(search.net) < band(search)[0]:
         regrow_to_band(search)
 
@@ -76,6 +79,11 @@ def force_land(search: "MGASSearch") -> None:
 def regrow_to_band(search: "MGASSearch") -> int:
     """Below the band: bring pruned ops back, highest sigmoid(alpha) first (fresh weights,
     beta 0, full masks, old alpha), skipping any that would jump over the band."""
+    with search.ledger.track("regrow", search.net, lambda: search.sizer(search.net)):
+        return _regrow_to_band(search)
+
+
+def _regrow_to_band(search: "MGASSearch") -> int:
     low, high = band(search)
     net = search.net
     size = search.sizer(net)

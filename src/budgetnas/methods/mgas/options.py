@@ -10,10 +10,12 @@ from ...runs.registry import PlotSpec, ReportSpec, register_method
 
 NO_LOG = "no log.jsonl (or no numeric rows in it)"
 REPORT = ReportSpec(plots=(
-    PlotSpec("over_time", "MGAS search over time: size against the target, remaining ratio per level, "
-             "lambda, accuracy, memory, loss and regularizers; dotted lines mark stage changes",
+    PlotSpec("over_time", "MGAS search over time: size against the target (and the controller's "
+             "plan), remaining ratio per level, lambda, size removed by each mechanism, accuracy, "
+             "memory, loss and regularizers; dotted lines mark stage changes",
              f"search over time omitted: {NO_LOG}",
              {"title": "MGAS search over time", "only": ["size", "remaining ratio per level", "lambda",
+                                                         "size removed per epoch, by mechanism",
                                                          "accuracy", "memory (MB)", "loss", "regularizers"]}),
     PlotSpec("per_stage", "MGAS: peak memory and time per stage",
              "memory per stage omitted: the log has no stage and peak_memory_mb fields")))
@@ -23,11 +25,12 @@ REPORT = ReportSpec(plots=(
                  help="multi-granularity search (ops, filters, weights) for a target size")
 class MGASOptions(TargetOptions):
     preset: Literal["tiny", "darts8_c24", "darts14_c44"] = Field("tiny", description="search preset")
-    stages: Literal[1, 3] = Field(3, description="3 = multi-stage search, 1 = single stage")
+    stages: Literal[1, 3] | None = Field(None, description="3 = multi-stage search, 1 = single stage "
+                                                          "(preset: tiny 1, the others 3)")
     bilevel: bool = Field(False, description="architecture steps on the held-out split")
     channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (overrides preset)")
     layers: int | None = Field(None, ge=1, le=64, description="number of cells (overrides preset)")
-    lr_weights: float | None = Field(None, gt=0, description="learning rate of the weights (0.01)")
+    lr_weights: float | None = Field(None, gt=0, description="learning rate of the weights (0.01; tiny: 0.05)")
     batch_size: int | None = Field(None, ge=1, description="batch size (overrides preset)")
     warmup_epochs: int | None = Field(None, ge=0, description="warm-up epochs per stage")
     max_stage_epochs: int | None = Field(None, ge=1, description="search epochs per stage at most")
@@ -37,7 +40,22 @@ class MGASOptions(TargetOptions):
     n_thr: int | None = Field(None, ge=1, description="lambda schedule's op-count unit (12)")
     lambda_delta: float | None = Field(None, gt=0, description="lambda schedule's first step")
     lambda_cap: bool | None = Field(None, description="freeze lambda while CE < lambda*R_size")
-    mu: float = Field(0.0, ge=0, description="weight of op cost in R_size (0 = as published)")
+    lambda_schedule: Literal["budget", "paper"] = Field(
+        "budget", description="budget = plan the size to the target and steer lambda to it; "
+                              "paper = the published schedule (docs/mgas.md §4)")
+    mu: float | None = Field(None, ge=0, description="weight of the ops' latency cost in R_size "
+                                                     "(0 = as published; tiny: 0.1)")
+    lr_alpha: float | None = Field(None, gt=0, description="learning rate of alpha (1)")
+    lr_beta: float | None = Field(None, gt=0, description="learning rate of beta (1; tiny: 10)")
+    lr_threshold: float | None = Field(None, gt=0, description="learning rate of t_op (and t_fil) (0.1)")
+    lr_filter_threshold: float | None = Field(None, gt=0, description="learning rate of t_fil "
+                                              "(budget: 0.02; paper: as t_op's)")
+    lr_weight_threshold: float | None = Field(None, gt=0, description="learning rate of t_w "
+                                              "(budget: 0.005; paper: 0.001)")
+    threshold_momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum of the "
+                                             "thresholds (budget: 0; paper: 0.9)")
+    augment: bool | None = Field(None, description="crop/flip/Cutout during search, as in retraining")
+    cutout: int | None = Field(None, ge=0, description="Cutout size during search (default: the dataset's)")
     stage_ratio: float = Field(0.3, gt=0, lt=1, description="end a stage at this share of its size")
     regrow_ratio: float = Field(0.2, ge=0, le=1, description="share of a stage's pruned ops regrown")
     tolerance: float = Field(0.03, gt=0, lt=0.5, description="accepted relative distance to the target")

@@ -1,17 +1,32 @@
 """Search presets: `tiny` for CPUs (the default run), and the two sizes the authors released.
 
-**Decision (tiny):** a 3-cell supernet (widths 4, 8, 16 on 8x8 digits) with one warm-up epoch per
-stage and a larger first lambda step (`lambda_delta` 0.01 instead of 1e-5, `n_thr` 4 instead of
-12), and no CE cap on lambda (digits' training CE falls near 0, which would freeze lambda for
-good), so that the schedule of docs/mgas.md §4 prunes within the few epochs a 2-core demo can afford.
-The other rules of the schedule are unchanged; the large presets keep the published settings.
+**Decision (tiny):** a 3-cell supernet at C=8 (widths 8, 16, 32 on 8x8 digits; 219,410 params
+as exported) searched in a single stage of 2 warm-up and 10 search epochs, weights at lr 0.05 and
+filter scores (beta) at lr 10. Measured (docs/mgas.md §10): at C=4 the supernet cannot hold a
+DARTS-like network of a few wide ops at any useful target, so the search kept ~50 ops per cell
+and was 3-9x slower at batch 1; the stage heads of a 3-stage search on 8x8 digits never learn in
+a short search (their CE stays at ln 10), so stages 1-2 prune without information and cost 50 %
+more time for the same accuracy; at lr 0.01 the supernet hardly learns in 12 epochs of 9 steps;
+at beta lr 1 the filter scores of an op stay within 0.01 of each other, so all its filters
+close at once. `n_thr`, `lambda_delta` and `lambda_cap` serve `--lambda-schedule paper`: a larger
+first lambda step and no CE cap (digits' CE falls near 0, which would freeze lambda for good).
+The large presets keep the published settings.
+
+**Decision (budget controller, every preset):** with `--lambda-schedule budget` (the default) the
+thresholds step without momentum, so that lambda sets how far they move in an epoch (the
+controller's model, controller.py), and the filter and weight thresholds learn 5x and 20x slower
+than the op thresholds (0.02 and 0.005 against 0.1; published: 0.1 and 0.001). In a short search
+the thresholds of all levels move almost in step (CE's push back is small), so these rates set
+the balance between the levels: equal rates pruned filters as much as ops and left narrow cells
+of ~30 ops each; weight thresholds at 0.02 pruned three quarters of the weights and kept 98 ops.
 """
 from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
-    "tiny": {"channels": 4, "layers": 3, "batch_size": 128, "warmup_epochs": 1,
-             "max_stage_epochs": 4, "final_warmup_epochs": 1, "max_final_epochs": 6, "n_thr": 4,
-             "lambda_delta": 0.01, "lambda_cap": False},
+    "tiny": {"channels": 8, "layers": 3, "batch_size": 128, "stages": 1, "warmup_epochs": 1,
+             "max_stage_epochs": 4, "final_warmup_epochs": 2, "max_final_epochs": 10,
+             "lr_weights": 0.05, "lr_beta": 10.0, "mu": 0.1,
+             "n_thr": 4, "lambda_delta": 0.01, "lambda_cap": False},
     # 8 cells at C=24 (authors' 0.70M-parameter network) and 14 cells at C=44 (2.29M).
     "darts8_c24": {"channels": 24, "layers": 8, "batch_size": 96, "warmup_epochs": 5,
                    "max_stage_epochs": 30, "final_warmup_epochs": 5, "max_final_epochs": 60,
@@ -20,3 +35,5 @@ PRESETS: dict[str, dict] = {
                     "max_stage_epochs": 30, "final_warmup_epochs": 5, "max_final_epochs": 60,
                     "n_thr": 12, "lambda_delta": 1e-5},
 }
+
+BUDGET: dict = {"threshold_momentum": 0.0, "lr_filter_threshold": 0.02, "lr_weight_threshold": 0.005}

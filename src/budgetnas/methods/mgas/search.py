@@ -2,6 +2,9 @@
 learned discretisation, multi-stage search with re-pruning, regrowth and physical pruning, and a
 target size reached within a tolerance (docs/mgas.md §4-§6).
 
+lambda follows the budget controller (controller.py, steering.py; the default) or the published
+schedule (`lambda_schedule="paper"`); ledger.py records which mechanism pruned what.
+
 The loop is a small state machine advanced one epoch at a time (`one_epoch`); the method
 (`method.py`) checkpoints its state, model and optimizers after every epoch, and each epoch's
 randomness comes from (seed, epoch), so `--resume` continues to the identical result.
@@ -16,15 +19,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ... import distributed as dist_utils
-from ...data import Dataset, batches
+from ...data import Augment, Dataset, batches
 from ...io import fault_point
 from ...train.loop import epoch_seed, peak_memory_mb, reset_peak_memory, stop_if_not_finite, sync_gradients
 from .derive import plan_network
 from .landing import band, commit_step, force_land, regrow_to_band
+from .ledger import Ledger
 from .prune import physical_prune, regrow
 from .regularizers import make_optimizers, regularizers
 from .settings import Phase, SearchSettings, SearchState, make_phases
 from .sizer import Sizer
+from .steering import Steering
 from .supernet import GatedConvOp, MGASSupernet, reset_thresholds
 
 
@@ -46,6 +51,10 @@ class MGASSearch:
         self.state = SearchState(delta=settings.lambda_delta)
         self.goal = target[self.unit]
         self.where = "search"  # the run directory, once there is one (for error messages)
+        self.ledger = Ledger(self.state.pruned)  # who pruned (ledger.py)
+        self.state.pruned = self.ledger.totals
+        self.steering = Steering(self, regularizers)  # budget controller (controller.py)
+        self.augment = Augment.standard(dataset, cutout=settings.cutout) if settings.augment else None
 
     # ------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict:
@@ -59,6 +68,8 @@ class MGASSearch:
         self.w_opt.load_state_dict(ckpt["w_opt"])
         self.a_opt.load_state_dict(ckpt["a_opt"])
         self.state = SearchState(**ckpt["state"])
+        self.ledger = Ledger(self.state.pruned)
+        self.state.pruned = self.ledger.totals
 
     def _resize_to(self, saved: dict) -> None:
         """Physically pruned tensors are smaller than a fresh supernet's: match the saved shapes."""
@@ -90,8 +101,8 @@ class MGASSearch:
             val_iter = iter(self._cycle_val(gen))
         totals = {"ce": 0.0, "r_size": 0.0, "r_thr": 0.0, "correct": 0.0, "n": 0.0}
         for step, (x, y) in enumerate(batches(self.ds.train, self.ds, s.batch_size, gen=gen,
-                                              shuffle=True, rank=self.rank, world_size=self.world,
-                                              device=self.device)):
+                                              shuffle=True, augment=self.augment, rank=self.rank,
+                                              world_size=self.world, device=self.device)):
             search = kind == "search"
             if val_iter is not None:  # bi-level: architecture step on held-out batches
                 vx, vy = next(val_iter)
@@ -168,6 +179,10 @@ class MGASSearch:
             st.delta *= 4
             st.lam += st.delta
 
+    def budget(self) -> bool:
+        """lambda from the budget controller (controller.py), not the published schedule."""
+        return self.s.lambda_schedule == "budget"
+
     def pruned_ops(self, cells: range) -> set[tuple[int, int, int]]:
         return {(c, e, o) for c in cells for e, o in
                 (self.net.cells[c].alive_op == 0).nonzero().tolist()}
@@ -176,6 +191,7 @@ class MGASSearch:
         physical_prune(self.net, plan_network(self.net), [self.w_opt, self.a_opt])
         st = self.state
         st.epoch_in_phase, st.start_size, st.frozen_pending, st.stage_pruned = 0, None, False, []
+        st.plan_start = None  # budget controller: the next phase plans anew
         if st.reached:
             low, high = band(self)
             size = self.sizer(self.net)
@@ -201,6 +217,9 @@ class MGASSearch:
             st.stage_pruned = sorted(self.pruned_ops(phase.commit_cells))  # pruned before this stage
         started = time.perf_counter()
         reset_peak_memory(self.device)
+        self.ledger.new_epoch()
+        if self.budget() and kind == "search":
+            self.steering.before_epoch(phase)  # budget controller: this epoch's lambda
         stats = self.train_epoch(phase, kind)
         st.last_ce, st.last_rsize = stats["ce"], stats["r_size"]
         st.epoch_in_phase += 1
@@ -221,8 +240,9 @@ class MGASSearch:
             momentum = {c: self.a_opt.state.get(self.net.cells[c].alpha, {}).get(
                 "momentum_buffer", torch.zeros_like(self.net.cells[c].alpha)) for c in phase.commit_cells}
             gen = torch.Generator().manual_seed(self.seed * 7919 + st.phase)
-            grown = regrow(self.net, pruned_here, ratio=s.regrow_ratio, alpha_momentum=momentum,
-                           generator=gen, optimizers=[self.w_opt, self.a_opt])
+            with self.ledger.track("regrow", self.net, lambda: self.sizer(self.net)):
+                grown = regrow(self.net, pruned_here, ratio=s.regrow_ratio, alpha_momentum=momentum,
+                               generator=gen, optimizers=[self.w_opt, self.a_opt])
             if grown and self.sizer(self.net) > band(self)[1] and st.reached:
                 st.reached = False  # regrowth took us back above the target
             self.end_phase(phase)
@@ -230,12 +250,19 @@ class MGASSearch:
         if kind == "warmup":
             return "warm-up"
         searched = st.epoch_in_phase - phase.warmup
+        if self.budget():
+            self.steering.after_epoch(phase)  # budget controller: learn from the realised motion
         if searched % s.commit_every:
+            if self.budget():
+                self.steering.after_commit(phase, searched)
             return "search"
         if st.start_size is None:
             st.start_size = self.sizer.stage_params(self.net, phase.stage_cells)
-        died = commit_died = commit_step(self, phase)
-        self.update_lambda(commit_died)
+        died = commit_step(self, phase)
+        if self.budget():
+            self.steering.after_commit(phase, searched)
+        else:
+            self.update_lambda(died)
         capped = searched >= phase.max_epochs
         shrunk = (not phase.final and st.start_size and
                   self.sizer.stage_params(self.net, phase.stage_cells) <= s.stage_ratio * st.start_size)
@@ -247,15 +274,24 @@ class MGASSearch:
                 st.frozen_pending = True
             else:
                 self.end_phase(phase)
-            return f"commit: {died} ops pruned; phase ends"
-        return f"commit: {died} ops pruned"
+            return f"commit: {self.pruned_text()}; phase ends"
+        return f"commit: {self.pruned_text()}"
+
+    def pruned_text(self) -> str:
+        """What this epoch's commits removed, all mechanisms and levels (ledger.py)."""
+        book = self.ledger.epoch
+        units = {level: sum(book[m][level] for m in ("gates", "land", "force"))
+                 for level in ("ops", "filters", "weights")}
+        return ", ".join(f"{n} {level}" for level, n in units.items()) + " pruned"
 
     def log_row(self, phase: Phase, kind: str, stats: dict, event: str, started: float) -> dict:
         ratios = self.remaining_ratios()
         return {"epoch": self.state.global_epoch, "stage": phase.name, "kind": kind, "event": event,
                 "lambda": self.state.lam, **{k: round(v, 6) for k, v in stats.items()},
                 "size": self.sizer(self.net), "size_unit": self.unit, "target": self.goal,
-                **ratios, "val_acc": self.evaluate(phase),
+                "planned": self.state.planned, "gated": self.state.gated, "shift": self.state.shift,
+                "correction": self.state.correction,
+                **ratios, "pruned": self.ledger.epoch, "val_acc": self.evaluate(phase),
                 "seconds": round(time.perf_counter() - started, 3),
                 "peak_memory_mb": round(peak_memory_mb(self.device), 1)}
 

@@ -2,13 +2,14 @@
 
 A search is a sequence of phases: one per stage (multi-stage search; cells up to the stage's end,
 into the stage's head) and a final whole-network phase. Settings come from a preset
-(`presets.py`) with any option given on the command line replacing the preset's value.
+(`presets.py`; with the budget controller, `presets.BUDGET` on top) with any option given on the
+command line replacing the preset's value.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from .presets import PRESETS
+from .presets import BUDGET, PRESETS
 from .supernet import stage_bounds
 
 
@@ -38,6 +39,12 @@ class SearchSettings:
     lr_threshold: float = 0.1
     lr_weight_threshold: float = 0.001
     grad_clip: float = 5.0
+    # budget controller, op cost and augmentation (docs/mgas.md §10)
+    lambda_schedule: str = "budget"  # "budget" (controller.py) or "paper" (docs/mgas.md §4 schedule)
+    augment: bool = True  # crop/flip/Cutout during search, as in retraining (data.Augment)
+    cutout: int | None = None  # None: Augment.standard's size for the dataset
+    threshold_momentum: float = 0.9  # SGD momentum of t_op, t_fil, t_w (0.9 as published)
+    lr_filter_threshold: float | None = None  # None: lr_threshold (as published)
 
 
 @dataclass
@@ -56,6 +63,17 @@ class SearchState:
     seconds: float = 0.0
     last_ce: float = 0.0
     last_rsize: float = 0.0
+    # budget controller (controller.py): the plan of the current phase and the run's start sizes
+    total_start: float | None = None
+    cells_start: list = field(default_factory=list)
+    plan_start: float | None = None
+    plan_goal: float | None = None
+    planned: float | None = None
+    gated: float | None = None
+    shift: float = 0.0
+    correction: float = 1.0
+    t_start: float = 0.0  # mean op threshold when the epoch's lambda was set
+    pruned: dict | None = None  # ledger totals (ledger.py)
 
 
 @dataclass
@@ -86,6 +104,8 @@ def make_phases(s: SearchSettings) -> list[Phase]:
 def settings_from(opts) -> SearchSettings:
     """The preset's settings with every option the user gave in their place."""
     values = dict(PRESETS[opts.preset])
+    if getattr(opts, "lambda_schedule", "budget") == "budget":
+        values.update(BUDGET)
     for f in fields(SearchSettings):
         value = getattr(opts, f.name, None)
         if value is not None:

@@ -100,7 +100,9 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         x = F.relu(x)
         shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1)) if x.shape[-1] > 1 else x
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1), gate)
+        # physical pruning may leave one half without channels (all kept channels in the other)
+        halves = [conv(inp) for conv, inp in ((self.conv_1, x), (self.conv_2, shifted)) if conv.weight.shape[0]]
+        return self.bn(torch.cat(halves, dim=1), gate)
 
 
 class PreConv(nn.Module):

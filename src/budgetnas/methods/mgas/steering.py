@@ -1,0 +1,148 @@
+"""The budget controller inside the search loop (the math is in controller.py).
+
+`Steering` is called by `MGASSearch` at three points: before a search epoch (plan the phase on
+its first one; set lambda), after it before the commit (learn how far the thresholds really
+moved), and after the commit (the gated size against the plan, for the log).
+
+**Decision (feed-forward model):** the thresholds' motion over one epoch is predicted from the
+regularizer's own gradient. With lambda = 1, -d(R_size + R_thr)/dt is each threshold's push
+(R_thr's exp(-t), plus the mu term's op-cost gradient, which reaches t_op through the op gate and
+t_fil / t_w through the soft parameter count). Without momentum a threshold then moves
+steps * lr * lambda * push in an epoch, so the gated size after the epoch is a function of lambda
+alone, found by committing a trial copy of the masks (`size_with`). Lambda is the largest value
+whose predicted gated size stays above the plan's next point (controller.find_lambda). CE's push
+back is not in the model; a gain learned from the realised motion of the op thresholds corrects
+for it (controller.corrected).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from . import controller as ctl
+from .prune import commit, restore, snapshot
+
+THRESHOLDS = ("t_op", "t_fil", "t_pre", "t_w")
+SCORE_MOMENTUM = 0.9  # of alpha and beta (docs/mgas.md §4)
+
+
+def momentum_steps(steps: int, momentum: float) -> float:
+    """How many plain steps `steps` SGD steps with momentum m amount to, starting at rest under
+    a constant gradient: sum_k (1 - m^k) / (1 - m)."""
+    if momentum <= 0:
+        return float(steps)
+    return (steps - momentum * (1 - momentum ** steps) / (1 - momentum)) / (1 - momentum)
+
+
+class Steering:
+    def __init__(self, search, regularizers: Callable):
+        self.search = search
+        self.regularizers = regularizers
+
+    # ---------------------------------------------------------------- plan
+    def start_plan(self, phase) -> None:
+        """At a phase's first search epoch: the phase's goal and start size (controller.py, 1-2)."""
+        s, st = self.search, self.search.state
+        total, cells = s.sizer.sizes(s.net)
+        if st.total_start is None:
+            st.total_start, st.cells_start = total, cells
+        ratio = ctl.keep_ratio(s.goal, st.total_start, st.cells_start)
+        st.plan_start, st.planned = total, total
+        st.plan_goal = ctl.phase_goal(st.phase, [p.commit_cells for p in s.phases], goal=s.goal,
+                                      total_now=total, cells_now=cells, cells_start=st.cells_start,
+                                      ratio=ratio)
+
+    # ---------------------------------------------------------------- before a search epoch
+    def before_epoch(self, phase) -> None:
+        s, st = self.search, self.search.state
+        if st.plan_start is None:
+            self.start_plan(phase)
+        searched = st.epoch_in_phase - phase.warmup
+        goal = ctl.planned_size(st.plan_start, st.plan_goal, searched + 1, phase.max_epochs)
+        steps = math.ceil(len(s.ds.train) / (s.s.batch_size * s.world))
+        moves = {key: (p, self.carry_over(p, steps), push * self.rate_of(key[1], steps))
+                 for key, (p, push) in self.push(phase).items()}
+        effective = ctl.find_lambda(lambda lam: self.size_with(phase, moves, lam), goal)
+        st.lam = effective * st.correction
+        st.t_start = self.mean_op_threshold(phase)
+        st.shift = effective * self.mean_op_move(phase, moves)
+
+    def push(self, phase) -> dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]]:
+        """-d(R_size + R_thr)/dp at lambda = 1 for every threshold and op score (alpha) of the
+        phase, with each tensor: {(cell, name): (tensor, push)}."""
+        s = self.search
+        params = {(c, name): getattr(s.net.cells[c], name) for c in phase.commit_cells
+                  for name in THRESHOLDS + ("alpha",)}
+        r_size, r_thr = self.regularizers(s.net, phase.commit_cells, s.s.mu)
+        grads = torch.autograd.grad(r_size + r_thr, list(params.values()), allow_unused=True)
+        return {key: (p, torch.zeros_like(p) if g is None else -g.detach())
+                for (key, p), g in zip(params.items(), grads)}
+
+    def carry_over(self, p: torch.Tensor, steps: int) -> torch.Tensor:
+        """How far the momentum already in `p`'s optimizer state carries it over the next
+        `steps` steps: -lr * buf * sum_{k=1..steps} m^k (after a large lambda, alpha keeps moving
+        for ~10 steps; measured: a collapse one epoch after lambda had been at its cap)."""
+        a_opt = self.search.a_opt
+        buf = a_opt.state.get(p, {}).get("momentum_buffer")
+        group = next((g for g in a_opt.param_groups if any(q is p for q in g["params"])), None)
+        if buf is None or group is None or not group["momentum"]:
+            return torch.zeros_like(p)
+        m = group["momentum"]
+        return -group["lr"] * buf.detach() * (m * (1 - m ** steps) / (1 - m))
+
+    def rate_of(self, name: str, steps: int) -> float:
+        """Displacement per unit of push and lambda over an epoch of `steps` steps."""
+        s = self.search.s
+        if name == "alpha":
+            return s.lr_alpha * momentum_steps(steps, SCORE_MOMENTUM)
+        if name == "t_w":
+            lr = s.lr_weight_threshold
+        elif name == "t_op" or s.lr_filter_threshold is None:
+            lr = s.lr_threshold
+        else:
+            lr = s.lr_filter_threshold
+        return lr * momentum_steps(steps, s.threshold_momentum)
+
+    @torch.no_grad()
+    def size_with(self, phase, moves: dict, lam: float) -> int:
+        """The gated size if every threshold and score moved by its carried-over momentum plus
+        lam * its move over the epoch (the state is left as it was)."""
+        s = self.search
+        masks = snapshot(s.net)
+        saved = {key: p.detach().clone() for key, (p, _, _) in moves.items()}
+        for p, carried, move in moves.values():
+            p.add_(carried).add_(move, alpha=lam)
+        commit(s.net, cells=phase.commit_cells)
+        size = s.sizer(s.net)
+        restore(s.net, masks)
+        for key, (p, _, _) in moves.items():
+            p.copy_(saved[key])
+        return size
+
+    def mean_op_threshold(self, phase) -> float:
+        cells = [self.search.net.cells[i] for i in phase.commit_cells]
+        live = [c.t_op.detach()[c.alive_op] for c in cells]
+        return float(torch.cat(live).mean()) if live else 0.0
+
+    def mean_op_move(self, phase, moves: dict) -> float:
+        cells = {i: self.search.net.cells[i] for i in phase.commit_cells}
+        live = [moves[(i, "t_op")][2][c.alive_op] for i, c in cells.items()]
+        return float(torch.cat(live).mean()) if live else 0.0
+
+    # ---------------------------------------------------------------- after a search epoch
+    def after_epoch(self, phase) -> None:
+        """Before the commit: learn the gain from how far the op thresholds really moved."""
+        st = self.search.state
+        moved = self.mean_op_threshold(phase) - st.t_start
+        st.correction = ctl.corrected(st.correction, st.shift, moved)
+
+    def after_commit(self, phase, searched: int) -> None:
+        """The gated size against the plan at this control point (for the log)."""
+        s, st = self.search, self.search.state
+        masks = snapshot(s.net)
+        commit(s.net, cells=phase.commit_cells)
+        st.gated = s.sizer(s.net)
+        restore(s.net, masks)
+        st.planned = ctl.planned_size(st.plan_start, st.plan_goal, searched, phase.max_epochs)

@@ -1,0 +1,184 @@
+"""MGAS budget controller, op cost (mu) and the accounting of who pruned."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from budgetnas.methods.mgas import controller as ctl
+from budgetnas.methods.mgas.ledger import Ledger, flipped, pruned_by, unit_buffers
+from budgetnas.methods.mgas.opcost import op_costs, overheads
+from budgetnas.methods.mgas.prune import commit
+from budgetnas.methods.mgas.supernet import MGASSupernet
+from budgetnas.spaces.darts import OPS
+
+
+# ------------------------------------------------------------------ controller (pure functions)
+def falling_size(size: float):
+    """A predicted gated size that falls as lambda grows (each unit of lambda removes a share)."""
+    return lambda lam: size * math.exp(-lam)
+
+
+def test_controller_raises_lambda_when_the_size_lags_the_plan_and_lowers_it_when_ahead():
+    on_plan = ctl.find_lambda(falling_size(1000.0), 900.0)  # one planned step of 10 %
+    lagging = ctl.find_lambda(falling_size(1200.0), 900.0)
+    far_behind = ctl.find_lambda(falling_size(2000.0), 900.0)
+    ahead = ctl.find_lambda(falling_size(880.0), 900.0)
+    assert 0 < on_plan < lagging < far_behind
+    assert ahead == 0.0  # at or below the plan's next point: no pressure, CE may reopen gates
+    # the lambda found is the last one above the plan (never past it), to within 5 %
+    size_at = falling_size(1000.0)
+    assert size_at(on_plan) > 900.0 >= size_at(on_plan * 1.05)
+    cliff = lambda lam: 1000.0 if lam < 0.3 else 100.0  # noqa: E731 - tied scores
+    assert 0.28 < ctl.find_lambda(cliff, 900.0) < 0.3  # stops at the edge of the cliff
+
+
+def test_momentum_model_matches_sgd():
+    from budgetnas.methods.mgas.steering import momentum_steps
+
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    for _ in range(9):  # constant gradient 1 from rest
+        p.grad = torch.ones(1)
+        opt.step()
+    assert float(-p.detach()) == pytest.approx(0.1 * momentum_steps(9, 0.9), rel=1e-5)
+    assert momentum_steps(9, 0.0) == 9.0
+
+
+def test_correction_follows_the_realised_shift():
+    assert ctl.corrected(1.0, commanded=0.2, realised=0.1) == pytest.approx(2.0)  # CE held back
+    assert ctl.corrected(1.0, commanded=0.2, realised=0.4) == pytest.approx(0.5)
+    assert ctl.corrected(1.0, commanded=0.001, realised=0.0) == 1.0  # too small to learn from
+    assert ctl.corrected(4.0, commanded=0.2, realised=0.01) == ctl.CORRECTION_RANGE[1]
+
+
+def test_plan_is_geometric_and_per_cell():
+    assert ctl.planned_size(1000, 10, 0, 4) == 1000
+    assert ctl.planned_size(1000, 10, 2, 4) == pytest.approx(100)
+    assert ctl.planned_size(1000, 10, 9, 4) == pytest.approx(10)
+    phase_cells = [range(0, 1), range(0, 2), range(0, 3), range(0, 3)]
+    cells = [100.0, 200.0, 400.0]
+    ratio = ctl.keep_ratio(goal=170.0, total=750.0, cell_sizes=cells)  # fixed part 50
+    assert ratio == pytest.approx(120 / 700)
+    g0 = ctl.phase_goal(0, phase_cells, goal=170.0, total_now=750.0, cells_now=cells,
+                        cells_start=cells, ratio=ratio)
+    # stage 1 searches cell 0 only, in 4 phases of which this is the first: r ** (1/4) of it
+    assert g0 == pytest.approx(750.0 - 100.0 + 100.0 * ratio ** 0.25)
+    assert ctl.phase_goal(3, phase_cells, goal=170.0, total_now=400.0, cells_now=cells,
+                          cells_start=cells, ratio=ratio) == 170.0
+
+
+# ------------------------------------------------------------------ op cost (mu)
+def small_net(seed: int = 0) -> MGASSupernet:
+    torch.manual_seed(seed)
+    return MGASSupernet(channels=4, layers=3, in_channels=1, num_classes=10)
+
+
+def test_op_cost_prices_op_kinds_and_pushes_op_thresholds_up():
+    net = small_net()
+    cell = net.cells[0]
+    cost = op_costs(cell)
+    sep, pool, skip = OPS.index("sep_conv_3x3"), OPS.index("max_pool_3x3"), OPS.index("skip_connect")
+    row = cost.detach()[0]
+    assert float(row[sep]) > float(row[pool]) > float(row[skip]) == 0.0
+    assert float(overheads(net.cells[1])[0, skip]) > 0  # stride-2 skip = factorized reduce
+    cost.sum().backward()
+    # raising an op's threshold (or lowering its score) lowers the cost: mu prices op count
+    assert float(cell.t_op.grad[0, sep]) < float(cell.t_op.grad[0, pool]) < 0
+    assert float(cell.alpha.grad[0, sep]) > 0
+
+
+# ------------------------------------------------------------------ ledger
+def test_ledger_counts_units_per_level_and_shares_sum_to_one():
+    net = small_net()
+    before = unit_buffers(net)
+    with torch.no_grad():
+        net.cells[0].t_op.fill_(0.99)  # every op gate closed: ops die (node protection keeps 4)
+        net.cells[1].t_w.fill_(0.05)  # small weights of cell 1 close
+    commit(net, cells=range(2))
+    off, on = flipped(before, unit_buffers(net))
+    assert off["ops"] == 14 * len(OPS) - 4 and off["weights"] > 0 and on == dict.fromkeys(off, 0)
+    ledger = Ledger()
+    ledger.add("gates", size_before=1000, size_after=700, off=off, on=on)
+    ledger.add("land", size_before=700, size_after=650, off=off, on=on)
+    ledger.add("regrow", size_before=650, size_after=660, off=on, on={"ops": 1, "filters": 0,
+                                                                       "weights": 0})
+    ledger.add("force", size_before=660, size_after=600, off=off, on=on)
+    shares = pruned_by(ledger.totals)
+    assert shares["gates"] + shares["land"] + shares["force"] == pytest.approx(1.0)
+    assert shares["gates"] == pytest.approx(300 / 410) and shares["regrown"] == pytest.approx(10 / 410)
+    removed = sum(ledger.totals[m]["size"] for m in ("gates", "land", "force"))
+    assert removed - ledger.totals["regrow"]["size"] == 1000 - 600  # gross - regrown = net
+    assert ledger.totals["regrow"]["ops"] == 1
+    assert pruned_by(Ledger().totals) == {"gates": 0.0, "land": 0.0, "force": 0.0, "regrown": 0.0}
+
+
+# ------------------------------------------------------------------ fast size
+def test_fast_size_equals_the_built_network():
+    from budgetnas import build_model, load_arch
+    from budgetnas.cost import count_nonzero
+    from budgetnas.methods.mgas.derive import plan_network
+    from budgetnas.methods.mgas.fastsize import nonzero_params
+    from budgetnas.methods.mgas.sizer import Sizer
+
+    net = small_net(3)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for cell in net.cells:  # random committed state: dead ops, filters and weights
+            cell.alive_op &= torch.rand(cell.alive_op.shape, generator=gen) > 0.6
+            for row in cell.ops:
+                for op in row:
+                    if hasattr(op, "convs"):
+                        op.alive_out &= torch.rand(op.alive_out.shape, generator=gen) > 0.3
+                        for conv in op.convs():
+                            conv.mask &= torch.rand(conv.mask.shape, generator=gen) > 0.2
+            cell.alive_op[0, 0] = True
+    arch = Sizer("params", 8).arch(net)
+    model = build_model(arch)
+    total, cells = nonzero_params(arch)
+    assert total == count_nonzero(model)
+    assert cells == [count_nonzero(c) for c in model.cells]
+    for path in ("examples/small_digits.json", "examples/darts_v2.json"):
+        arch = load_arch(Path(__file__).resolve().parents[1] / path)
+        assert nonzero_params(arch)[0] == count_nonzero(build_model(arch))
+    assert plan_network(net)  # the plan used above is the export's
+
+
+# ------------------------------------------------------------------ a whole (tiny) search
+# A tiny search that still learns something: the C=2 supernet on 400 digits, 1 warm-up and 4
+# search epochs of 8 steps (with fewer steps every score is still sigmoid(0) when the gates must
+# close, and no controller can close half of a set of tied gates).
+TINY = dict(dataset="digits", subset=400, preset="tiny", channels=2, batch_size=40,
+            final_warmup_epochs=1, max_final_epochs=4, seed=0, threads=1)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_learned_gates_do_the_pruning_at_every_level(tmp_path):
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.runs import run_method
+
+    target = 12000
+    out = run_method("mgas", MGASOptions(**TINY, target_params=target, out=tmp_path / "run"),
+                     progress=False)
+    summary = json.loads((out / "summary.json").read_text())
+    shares = summary["pruned_by"]
+    assert shares["gates"] + shares["land"] + shares["force"] == pytest.approx(1.0)
+    assert shares["gates"] >= 0.9, shares
+    assert abs(summary["params_nonzero"] / target - 1) <= 0.03
+    ratios = summary["remaining_ratios"]
+    assert ratios["op_ratio"] < 1 and ratios["filter_ratio"] < 1 and ratios["weight_ratio"] < 1
+    units = summary["pruned_units"]
+    assert all(units["gates"][level] > 0 for level in ("ops", "filters", "weights"))
+    log = read_log(out)
+    assert summary["lambda_schedule"] == "budget"
+    for row in log:  # every row counts what each mechanism removed at every level
+        assert set(row["pruned"]) == {"gates", "land", "force", "regrow"}
+        assert all(set(v) == {"ops", "filters", "weights", "size"} for v in row["pruned"].values())
+    removed = sum(units[m]["size"] for m in ("gates", "land", "force"))
+    assert removed - units["regrow"]["size"] == log[0]["size"] - summary["params_nonzero"]
