@@ -215,7 +215,10 @@ def write_page(cache: Path, page: Path, command: str) -> None:
                          f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-    page.write_text("\n".join(lines) + "\n")
+    from budgetnas.io import atomic_write
+
+    with atomic_write(page, "w") as fh:  # a page is never left half-written
+        fh.write("\n".join(lines) + "\n")
     print(f"wrote {page}")
 
 
