@@ -7,7 +7,6 @@ steers by; the found network's measured latency is reported beside it.
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 
 import torch

@@ -6,7 +6,6 @@ which section was left out instead of showing an empty chart.
 """
 from __future__ import annotations
 
-import io
 import re
 from typing import Any, Iterable, Sequence
 

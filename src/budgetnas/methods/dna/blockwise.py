@@ -67,16 +67,7 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
     key = fingerprint(settings)
     optimizer = make_optimizer(block, lr, weight_decay)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
-    start, log = 0, []
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        if state.get("fingerprint") != key:
-            raise UserError(f"block {block.index} in this run was trained with other settings",
-                            where=str(directory), fix="use another --out, or the same options as before")
-        block.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, log = state["epoch"] + 1, state["log"]
+    start, log = resume_block(block, optimizer, scheduler, ckpt, key, directory)
     n_cells = len(block.cells)
     bar = tqdm(range(start, epochs), desc=f"block {block.index}", unit="epoch", initial=start,
                total=epochs, disable=not progress or not _tty())
@@ -113,6 +104,63 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
                                "fingerprint": key, "done": epoch + 1 == epochs})
     if start >= epochs and ckpt.is_file():
         block.load_state_dict(load_checkpoint(ckpt)["model"])
+    return log
+
+
+def resume_block(block, optimizer, scheduler, ckpt: Path, key: str, directory: Path) -> tuple[int, list]:
+    """(first epoch to run, log so far): a block's checkpoint continued when its settings match."""
+    if not ckpt.is_file():
+        return 0, []
+    state = load_checkpoint(ckpt)
+    if state.get("fingerprint") != key:
+        raise UserError(f"block {block.index} in this run was trained with other settings",
+                        where=str(directory), fix="use another --out, or the same options as before")
+    block.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["epoch"] + 1, state["log"]
+
+
+def train_on_tensors(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, directory: Path,
+                     draw_paths, *, epochs: int, batch_size: int, lr: float, lr_decay: float,
+                     weight_decay: float, seed: int, settings: dict, stop_after: int | None = None) -> list[dict]:
+    """Train a block of a benchmark space on precomputed teacher (inputs, targets); resumable per
+    epoch. `draw_paths(gen, steps)` gives one path per step from the epoch's generator (after the
+    data order), so a resumed block continues exactly. Returns the log."""
+    directory = Path(directory)
+    ckpt = directory / BLOCK_CHECKPOINT
+    key = fingerprint(settings)
+    optimizer = make_optimizer(block, lr, weight_decay)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
+    start, log = resume_block(block, optimizer, scheduler, ckpt, key, directory)
+    n = len(inputs)
+    for epoch in range(start, epochs):
+        if stop_after is not None and epoch - start >= stop_after:
+            break
+        started = time.perf_counter()
+        gen = torch.Generator().manual_seed(block_seed(seed, block.index, epoch))
+        order = torch.randperm(n, generator=gen)
+        steps = list(range(0, n, batch_size))
+        paths = draw_paths(gen, len(steps))
+        block.train()
+        total = 0.0
+        for step, begin in enumerate(steps):
+            idx = order[begin:begin + batch_size]
+            loss = nn.functional.mse_loss(block(inputs[idx].float(), paths[step]), targets[idx].float())
+            stop_if_not_finite(loss, what=f"block {block.index}", epoch=epoch, step=step, where=directory,
+                               kept=epoch > 0 and ckpt.is_file(), fix="lower --lr, or check the data and the teacher")
+            if loss.requires_grad:  # a path without parameters (e.g. an all-`none` cell) outputs constants
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            fault_point("block-step")
+            total += loss.item() * len(idx)
+        scheduler.step()
+        log.append({"stage": "block", "block": block.index, "epoch": epoch + 1, "loss": total / n,
+                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 3)})
+        save_checkpoint(ckpt, {"model": block.state_dict(), "optimizer": optimizer.state_dict(),
+                               "scheduler": scheduler.state_dict(), "epoch": epoch, "log": log,
+                               "fingerprint": key, "done": epoch + 1 == epochs})
     return log
 
 

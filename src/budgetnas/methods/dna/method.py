@@ -68,12 +68,14 @@ class DNAMethod(Method):
         if self.resuming(ctx):
             ctx.load_checkpoint()  # checks the options, carries the work time on
         source, log, result, seen = opts.teacher, [], None, []  # seen: retrained networks' accuracies
+        teacher_acc = None  # the user's (round 0) teacher's held-out accuracy
         for r in range(opts.progressive + 1):
             rdir = out / f"round{r}"
             result = search_round(opts, source, ctx.dataset, rdir, ctx.device, self.ops, self.target, r, log)
             if opts.block is not None:
                 return False
-            teacher_acc = result["teacher_acc"] if r == 0 else teacher_acc
+            if r == 0:
+                teacher_acc = result["teacher_acc"]
             ctx.save_checkpoint({"round": r}, log=log)
             if r < opts.progressive:
                 path, acc = retrain(result["arch"], ctx.dataset, rdir / "retrained", opts, ctx.device,

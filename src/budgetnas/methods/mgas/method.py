@@ -53,7 +53,7 @@ class MGASMethod(Method):
     @property
     def progress(self) -> tuple[int, int | None]:
         """Epochs done, and the most the phases still allow (the search may end earlier)."""
-        st, s = self.search.state, self.search.s
+        st = self.search.state
         left = sum(p.warmup + p.max_epochs + 1 for p in self.search.phases[st.phase + 1:])
         phase = self.search.phases[st.phase]
         left += max(0, phase.warmup + phase.max_epochs + 1 - st.epoch_in_phase)

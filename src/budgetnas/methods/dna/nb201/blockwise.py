@@ -21,14 +21,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 from ....data import Dataset, Split, batches
-from ....io import fault_point, load_checkpoint, read_json, save_checkpoint, write_json
-from ....train.loop import stop_if_not_finite
-from ..blockwise import block_seed, fingerprint, make_optimizer
-from .block import N_OPS, NB201BlockSupernet
+from ....io import fault_point, read_json, write_json
+from ..blockwise import fingerprint, train_on_tensors
 from ..teacher import Teacher
+from .block import N_OPS, NB201BlockSupernet
 
 BLOCK_CHECKPOINT = "checkpoint.pt"
 RATINGS = "ratings.json"
@@ -67,57 +65,12 @@ def train_nb201_block(block: NB201BlockSupernet, inputs: torch.Tensor, targets: 
                       weight_decay: float, seed: int, settings: dict, sampler: str = "uniform",
                       stop_after: int | None = None) -> list[dict]:
     """Train one block on (inputs, targets) tensors; resumable per epoch. Returns the log."""
-    directory = Path(directory)
-    ckpt = directory / BLOCK_CHECKPOINT
-    key = fingerprint(settings)
-    optimizer = make_optimizer(block, lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
-    start, log = _resume(block, optimizer, scheduler, ckpt, key, directory)
-    n = len(inputs)
-    for epoch in range(start, epochs):
-        if stop_after is not None and epoch - start >= stop_after:
-            break
-        started = time.perf_counter()
-        gen = torch.Generator().manual_seed(block_seed(seed, block.index, epoch))
-        order = torch.randperm(n, generator=gen)
-        steps = list(range(0, n, batch_size))
-        paths = sample_paths(gen, len(steps), sampler)
-        block.train()
-        total = 0.0
-        for step, begin in enumerate(steps):
-            idx = order[begin:begin + batch_size]
-            loss = nn.functional.mse_loss(block(inputs[idx].float(), tuple(paths[step].tolist())),
-                                          targets[idx].float())
-            stop_if_not_finite(loss, what=f"block {block.index}", epoch=epoch, step=step, where=directory,
-                               kept=epoch > 0 and ckpt.is_file(), fix="lower --lr, or check the data and the teacher")
-            if loss.requires_grad:  # an all-`none` cell without adapter outputs constant zeros
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            fault_point("block-step")
-            total += loss.item() * len(idx)
-        scheduler.step()
-        log.append({"stage": "block", "block": block.index, "epoch": epoch + 1, "loss": total / n,
-                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 3)})
-        save_checkpoint(ckpt, {"model": block.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch, "log": log,
-                               "fingerprint": key, "done": epoch + 1 == epochs})
-    return log
+    def draw(gen: torch.Generator, steps: int) -> list[tuple]:
+        return [tuple(row) for row in sample_paths(gen, steps, sampler).tolist()]
 
-
-def _resume(block, optimizer, scheduler, ckpt: Path, key: str, directory: Path) -> tuple[int, list]:
-    if not ckpt.is_file():
-        return 0, []
-    state = load_checkpoint(ckpt)
-    if state.get("fingerprint") != key:
-        from ....errors import UserError
-
-        raise UserError(f"block {block.index} in this run was trained with other settings",
-                        where=str(directory), fix="use another --out, or the same options as before")
-    block.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"] + 1, state["log"]
+    return train_on_tensors(block, inputs, targets, directory, draw, epochs=epochs, batch_size=batch_size,
+                            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, seed=seed, settings=settings,
+                            stop_after=stop_after)
 
 
 RATINGS_KINDS = ("lstsq", "adapter", "rel-l1")

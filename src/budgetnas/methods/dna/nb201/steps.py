@@ -14,7 +14,6 @@ size, all answered from the cached ratings):
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
@@ -25,32 +24,18 @@ from ....arch import Arch, make_provenance
 from ....cost.lookup import METRICS
 from ....data import Dataset
 from ....errors import UserError
-from ....io import read_json, write_json
 from ....runs.rundir import acquire_lock
+from ..table_steps import check_common, finish, load_teacher_run, rating_features, result_extras, teacher_sum
 from .block import NB201BlockSupernet, all_cells, string_of_cell
-from .blockwise import fixed_head, rate_nb201_block, teacher_features, train_nb201_block
+from .blockwise import rate_nb201_block, train_nb201_block
 from .search import (best_same_cell, cell_costs, combine_scores, per_stage_search, same_cell_front,
                      stage_costs)
 from .teacher import TEACHER_INFO, stage_taps, train_nb201_teacher
 
-DEFAULT_SCORE_IMAGES = 512
-
 
 def check(opts) -> tuple[str, float] | None:
     """One-line errors for options the NB201 version does not take; returns the target."""
-    target = opts.target()
-    if opts.block is None and target is None:
-        raise UserError("give a budget", where="--target-params", fix="add --target-params N or --target-macs N")
-    if target is not None and target[0] == "latency":
-        raise UserError("the nb201 space searches under params or MACs", where="--target-latency-ms",
-                        fix="use --target-params or --target-macs")
-    if opts.progressive:
-        raise UserError("--progressive is not available with --space nb201", where="--progressive")
-    if opts.block is not None and (opts.block > 2 or opts.out is None):
-        raise UserError("--block is 0, 1 or 2 with --space nb201, and needs --out", where="--block")
-    if not (opts.teacher == "train" or Path(opts.teacher).is_dir()):
-        raise UserError(f"teacher {opts.teacher!r} is not available for the nb201 space", where="--teacher",
-                        fix="use 'train' or a budgetnas run directory of an nb201 network")
+    target = check_common(opts, "nb201")
     from ....spaces.nb201 import parse_arch_string
 
     parse_arch_string(opts.nb201_teacher_cell, where="--nb201-teacher-cell")
@@ -75,29 +60,15 @@ def run(method, ctx) -> bool:
     cfg = export_config(opts, ctx.dataset)
     arch = Arch("nb201", cfg, points[chosen]["genotype"], None,
                 make_provenance("dna", ctx.dataset.name, {metric: budget}, opts.seed))
-    val_acc = None
-    if opts.final_epochs:
-        from ..rounds import retrain
-
-        _, val_acc = retrain(arch, ctx.dataset, ctx.out / "final", opts, ctx.device, epochs=opts.final_epochs)
-        check_teacher_strength(opts, info, val_acc)
-    method.log, method.val_acc = log, val_acc
-    method.found = {"arch": arch, "front": points, "chosen": chosen, "teacher": info}
-    ctx.save_checkpoint({"round": 0, "done": True}, log=log)
+    finish(method, ctx, arch, info, points, chosen, log)
     return True
 
 
 def result(method) -> tuple[Arch, dict]:
-    opts, found = method.opts, method.found
-    metric, budget = method.target
-    chosen = found["front"][found["chosen"]]
-    write_json(method.ctx.out / "front.json", {"metric": metric, "unit": METRICS[metric], "target": budget,
-                                               "chosen": found["chosen"], "points": found["front"]})
-    extras = {"target": {metric: budget}, "val_acc": method.val_acc, "space": "nb201", "cost": chosen["cost"],
-              "score": chosen["score"], "front_size": len(found["front"]), "teacher": found["teacher"],
-              "blocks": 3, "candidates_per_block": len(all_cells()), "same_cell": not opts.nb201_per_stage,
-              "rating": opts.nb201_rating, "final_epochs": opts.final_epochs}
-    return found["arch"], extras
+    opts = method.opts
+    extras = {**result_extras(method), "candidates_per_block": len(all_cells()),
+              "same_cell": not opts.nb201_per_stage, "rating": opts.nb201_rating}
+    return method.found["arch"], extras
 
 
 def table_rows(method, summary: dict) -> dict:
@@ -110,7 +81,7 @@ def table_rows(method, summary: dict) -> dict:
 def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
     """(Teacher, description dict) from `--teacher train` (trained once in rdir/teacher) or a run
     directory of an nb201 network."""
-    from ..teacher import Teacher, run_teacher
+    from ..teacher import Teacher
 
     if opts.teacher == "train":
         path = rdir / "teacher"
@@ -122,54 +93,24 @@ def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
                             device=device)
     else:
         path = Path(opts.teacher)
-    module, arch = run_teacher(path)
-    if arch.space != "nb201":
-        raise UserError(f"the teacher is a {arch.space} network", where="--teacher",
-                        fix="use an nb201 network (or --teacher train)")
+    module, arch, info = load_teacher_run(opts, path, dataset, device, TEACHER_INFO, check_teacher_arch)
     cfg = arch.config
-    if (cfg.get("input_size"), cfg.get("in_channels")) != (dataset.input_size, dataset.channels):
-        raise UserError(f"the teacher takes {cfg.get('in_channels')}x{cfg.get('input_size')} px images, "
-                        f"the data has {dataset.channels}x{dataset.input_size}", where="--teacher",
-                        fix="use --image-size to match, or another teacher")
-    info = read_json(path / TEACHER_INFO) if opts.teacher == "train" else {}
-    if info.get("val_acc") is None:  # a user's run directory: measured here, on the held-out split
-        from ....train.loop import evaluate
-
-        info["val_acc"] = evaluate(module.to(device), dataset, dataset.val, device)
-    info = {**info, "path": str(path), "C": cfg.get("C", 16), "cells_per_stage": cfg.get("cells_per_stage", 5),
-            "genotype": arch.genotype}
+    info = {**info, "C": cfg.get("C", 16), "cells_per_stage": cfg.get("cells_per_stage", 5)}
     teacher = Teacher(module, stage_taps(info["cells_per_stage"]), train_bn=opts.teacher_bn == "train",
                       description=f"teacher {path}").to(device)
     return teacher, info
 
 
-def check_teacher_strength(opts, info: dict, found_acc: float) -> None:
-    """The shared refusal of a weak teacher (`..teacher.check_teacher_strength`), for the nb201
-    and nbmacro steps."""
-    from ..teacher import check_teacher_strength as check
-
-    stronger = "more --teacher-epochs, or --nb201-teacher-channels" if opts.space == "nb201" else "more --teacher-epochs"
-    check(opts, info.get("val_acc"), found_acc, stronger=stronger)
-
-
-def teacher_sum(teacher) -> str:
-    h = hashlib.sha256()
-    for name, tensor in teacher.module.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:16]
+def check_teacher_arch(arch) -> None:
+    if arch.space != "nb201":
+        raise UserError(f"the teacher is a {arch.space} network", where="--teacher",
+                        fix="use an nb201 network (or --teacher train)")
 
 
 def rate_all_blocks(opts, dataset: Dataset, teacher, rdir: Path, device: torch.device,
                     log: list) -> list[np.ndarray]:
     """Train and rate every block (or only --block); returns per-block scores over all cells."""
-    n_recal = opts.recal_batches * opts.rate_batch_size
-    n_score = min(opts.rate_samples or DEFAULT_SCORE_IMAGES, len(dataset.val))
-    t0 = time.perf_counter()
-    train = teacher_features(teacher, dataset, dataset.train, device=device)
-    rows = teacher_features(teacher, dataset, fixed_head(dataset.train, n_recal), device=device)
-    held = teacher_features(teacher, dataset, fixed_head(dataset.val, n_score, seed=54321), device=device)
-    log.append({"stage": "teacher-features", "seconds": round(time.perf_counter() - t0, 3)})
+    train, rows, held = rating_features(opts, teacher, dataset, device, log)
     widths = [t.shape[1] for t in train[1:]]
     common = {"teacher_sum": teacher_sum(teacher), "teacher_bn": opts.teacher_bn, "dataset": dataset.name,
               "subset": opts.subset, "image_size": dataset.input_size, "seed": opts.seed,

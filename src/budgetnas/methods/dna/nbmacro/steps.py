@@ -32,8 +32,7 @@ from ....io import atomic_write, read_json, write_json
 from ....runs.rundir import acquire_lock
 from ....spaces.nbmacro import CHOICES, LAYERS, STAGES
 from ..blockwise import fingerprint
-from ..nb201.blockwise import fixed_head, teacher_features
-from ..nb201.steps import DEFAULT_SCORE_IMAGES, check_teacher_strength, teacher_sum
+from ..table_steps import check_common, finish, load_teacher_run, rating_features, result_extras, teacher_sum
 from .block import FIRST, NBMacroBlockSupernet, rate_block
 from .teacher import TAPS, TEACHER_INFO, space_config, train_nbmacro_block, train_nbmacro_teacher
 
@@ -43,19 +42,7 @@ RATINGS_CSV = "ratings.csv"
 
 def check(opts) -> tuple[str, float] | None:
     """One-line errors for options the nbmacro version does not take; returns the target."""
-    target = opts.target()
-    if opts.block is None and target is None:
-        raise UserError("give a budget", where="--target-params", fix="add --target-params N or --target-macs N")
-    if target is not None and target[0] == "latency":
-        raise UserError("the nbmacro space searches under params or MACs", where="--target-latency-ms",
-                        fix="use --target-params or --target-macs")
-    if opts.progressive:
-        raise UserError("--progressive is not available with --space nbmacro", where="--progressive")
-    if opts.block is not None and (opts.block > 2 or opts.out is None):
-        raise UserError("--block is 0, 1 or 2 with --space nbmacro, and needs --out", where="--block")
-    if not (opts.teacher == "train" or Path(opts.teacher).is_dir()):
-        raise UserError(f"teacher {opts.teacher!r} is not available for the nbmacro space", where="--teacher",
-                        fix="use 'train' or a budgetnas run directory of an nbmacro network")
+    target = check_common(opts, "nbmacro")
     if target is not None:  # before any work: the smallest network is all zeros
         smallest = float(nbmacro_costs(["0" * LAYERS])[target[0]][0])
         if target[1] < smallest:
@@ -89,15 +76,7 @@ def run(method, ctx) -> bool:
     log.append({"stage": "search", "front_size": len(points)})
     arch = Arch("nbmacro", space_config(ctx.dataset, 32), points[chosen]["genotype"], None,
                 make_provenance("dna", ctx.dataset.name, {metric: budget}, opts.seed))
-    val_acc = None
-    if opts.final_epochs:
-        from ..rounds import retrain
-
-        _, val_acc = retrain(arch, ctx.dataset, ctx.out / "final", opts, ctx.device, epochs=opts.final_epochs)
-        check_teacher_strength(opts, info, val_acc)
-    method.log, method.val_acc = log, val_acc
-    method.found = {"arch": arch, "front": points, "chosen": chosen, "teacher": info}
-    ctx.save_checkpoint({"round": 0, "done": True}, log=log)
+    finish(method, ctx, arch, info, points, chosen, log)
     return True
 
 
@@ -125,7 +104,7 @@ def search(genotypes: list[str], score: np.ndarray, cost: np.ndarray, budget: fl
 
 
 def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
-    from ..teacher import Teacher, run_teacher
+    from ..teacher import Teacher
 
     if opts.teacher == "train":
         path = rdir / "teacher"
@@ -135,22 +114,15 @@ def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
                               seed=opts.seed, device=device)
     else:
         path = Path(opts.teacher)
-    module, arch = run_teacher(path)
-    cfg = {**space_config(dataset, 32), **arch.config}
-    if arch.space != "nbmacro" or cfg["stem_channels"] != opts.nbmacro_channels:
-        raise UserError(f"the teacher is a {arch.space} network of width {cfg.get('stem_channels')}",
-                        where="--teacher", fix=f"use an nbmacro network with stem_channels "
-                                               f"{opts.nbmacro_channels} (or --teacher train)")
-    if (cfg["input_size"], cfg["in_channels"]) != (dataset.input_size, dataset.channels):
-        raise UserError(f"the teacher takes {cfg['in_channels']}x{cfg['input_size']} px images, "
-                        f"the data has {dataset.channels}x{dataset.input_size}", where="--teacher",
-                        fix="use --image-size to match, or another teacher")
-    info = read_json(path / TEACHER_INFO) if opts.teacher == "train" else {}
-    if info.get("val_acc") is None:
-        from ....train.loop import evaluate
+    def check_arch(arch) -> None:
+        width = arch.config.get("stem_channels", 32)
+        if arch.space != "nbmacro" or width != opts.nbmacro_channels:
+            raise UserError(f"the teacher is a {arch.space} network of width {width}", where="--teacher",
+                            fix=f"use an nbmacro network with stem_channels {opts.nbmacro_channels} "
+                                "(or --teacher train)")
 
-        info["val_acc"] = evaluate(module.to(device), dataset, dataset.val, device)
-    info = {**info, "path": str(path), "genotype": arch.genotype, "stem_channels": cfg["stem_channels"]}
+    module, arch, info = load_teacher_run(opts, path, dataset, device, TEACHER_INFO, check_arch)
+    info["stem_channels"] = arch.config.get("stem_channels", 32)
     teacher = Teacher(module, TAPS, train_bn=opts.teacher_bn == "train", description=f"teacher {path}").to(device)
     return teacher, info
 
@@ -158,13 +130,7 @@ def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
 def rate_all_blocks(opts, dataset: Dataset, teacher, rdir: Path, log: list) -> list[dict[str, float]]:
     """Train and rate every block (or only --block); returns {block string: score} per block."""
     device = next(teacher.module.parameters()).device
-    n_recal = opts.recal_batches * opts.rate_batch_size
-    n_score = min(opts.rate_samples or DEFAULT_SCORE_IMAGES, len(dataset.val))
-    t0 = time.perf_counter()
-    train = teacher_features(teacher, dataset, dataset.train, device=device)
-    rows = teacher_features(teacher, dataset, fixed_head(dataset.train, n_recal), device=device)
-    held = teacher_features(teacher, dataset, fixed_head(dataset.val, n_score, seed=54321), device=device)
-    log.append({"stage": "teacher-features", "seconds": round(time.perf_counter() - t0, 3)})
+    train, rows, held = rating_features(opts, teacher, dataset, device, log)
     common = {"teacher_sum": teacher_sum(teacher), "teacher_bn": opts.teacher_bn, "dataset": dataset.name,
               "subset": opts.subset, "image_size": dataset.input_size, "seed": opts.seed,
               "channels": opts.nbmacro_channels}
@@ -198,16 +164,8 @@ def rate_all_blocks(opts, dataset: Dataset, teacher, rdir: Path, log: list) -> l
 
 
 def result(method) -> tuple[Arch, dict]:
-    found = method.found
-    metric, budget = method.target
-    chosen = found["front"][found["chosen"]]
-    write_json(method.ctx.out / "front.json", {"metric": metric, "unit": METRICS[metric], "target": budget,
-                                               "chosen": found["chosen"], "points": found["front"]})
-    extras = {"target": {metric: budget}, "val_acc": method.val_acc, "space": "nbmacro", "cost": chosen["cost"],
-              "score": chosen["score"], "front_size": len(found["front"]), "teacher": found["teacher"],
-              "blocks": 3, "candidates_per_block": [9, 27, 27], "networks_rated": 3 ** LAYERS,
-              "final_epochs": method.opts.final_epochs}
-    return found["arch"], extras
+    extras = {**result_extras(method), "candidates_per_block": [9, 27, 27], "networks_rated": 3 ** LAYERS}
+    return method.found["arch"], extras
 
 
 def table_rows(method, summary: dict) -> dict:

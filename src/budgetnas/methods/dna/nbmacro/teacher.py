@@ -15,19 +15,15 @@ block, e), so a resumed block continues exactly.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
 from ....arch import Arch, build_model, make_provenance, save_arch
 from ....data import Dataset
-from ....errors import UserError
-from ....io import fault_point, load_checkpoint, load_safetensors, read_json, save_checkpoint, write_json
+from ....io import load_safetensors, read_json, write_json
 from ....spaces.nbmacro import CHOICES, STAGES
-from ....train.loop import stop_if_not_finite
-from ..blockwise import block_seed, fingerprint, make_optimizer
+from ..blockwise import train_on_tensors
 from .block import NBMacroBlockSupernet
 
 TEACHER_GENOTYPE = "2" * sum(STAGES)
@@ -78,43 +74,8 @@ def train_nbmacro_block(block: NBMacroBlockSupernet, inputs: torch.Tensor, targe
                         directory: Path, *, epochs: int, batch_size: int, lr: float, lr_decay: float,
                         weight_decay: float, seed: int, settings: dict) -> list[dict]:
     """Train one block on (inputs, targets) tensors; resumable per epoch. Returns the log."""
-    ckpt = Path(directory) / BLOCK_CHECKPOINT
-    key = fingerprint(settings)
-    optimizer = make_optimizer(block, lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
-    start, log = 0, []
-    if ckpt.is_file():
-        state = load_checkpoint(ckpt)
-        if state.get("fingerprint") != key:
-            raise UserError(f"block {block.index} in this run was trained with other settings",
-                            where=str(directory), fix="use another --out, or the same options as before")
-        block.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, log = state["epoch"] + 1, state["log"]
-    n = len(inputs)
-    for epoch in range(start, epochs):
-        started = time.perf_counter()
-        gen = torch.Generator().manual_seed(block_seed(seed, block.index, epoch))
-        order = torch.randperm(n, generator=gen)
-        steps = list(range(0, n, batch_size))
-        paths = sample_paths(gen, len(steps), len(block.layers))
-        block.train()
-        total = 0.0
-        for step, begin in enumerate(steps):
-            idx = order[begin:begin + batch_size]
-            loss = nn.functional.mse_loss(block(inputs[idx].float(), paths[step]), targets[idx].float())
-            stop_if_not_finite(loss, what=f"block {block.index}", epoch=epoch, step=step, where=directory,
-                               kept=epoch > 0, fix="lower --lr, or check the data and the teacher")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            fault_point("block-step")
-            total += loss.item() * len(idx)
-        scheduler.step()
-        log.append({"stage": "block", "block": block.index, "epoch": epoch + 1, "loss": total / n,
-                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 3)})
-        save_checkpoint(ckpt, {"model": block.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch, "log": log,
-                               "fingerprint": key, "done": epoch + 1 == epochs})
-    return log
+    def draw(gen: torch.Generator, steps: int) -> list[str]:
+        return sample_paths(gen, steps, len(block.layers))
+
+    return train_on_tensors(block, inputs, targets, directory, draw, epochs=epochs, batch_size=batch_size,
+                            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, seed=seed, settings=settings)
