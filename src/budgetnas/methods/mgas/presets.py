@@ -1,8 +1,11 @@
 """Search presets: `tiny` for CPUs (the default run), and the two sizes the authors released.
 
 **Decision (tiny):** a 3-cell supernet at C=8 (widths 8, 16, 32 on 8x8 digits; 219,410 params
-as exported) searched in a single stage of 2 warm-up and 10 search epochs, weights at lr 0.05 and
-filter scores (beta) at lr 10. Measured (docs/mgas.md §10): at C=4 the supernet cannot hold a
+as exported) searched in a single stage of 4 warm-up and 10 search epochs, weights at lr 0.05 and
+filter scores (beta) at lr 10. With 2 warm-up epochs the gates closed on a weakly trained
+supernet that kept 5-6 separable convolutions of little use: at equal params the found networks
+were 1.3-2.0x slower than DARTS V2 at batch 1; with 4 they keep almost none and run at 1.02-1.14x
+(docs/mgas.md §10.7). Measured (docs/mgas.md §10): at C=4 the supernet cannot hold a
 DARTS-like network of a few wide ops at any useful target, so the search kept ~50 ops per cell
 and was 3-9x slower at batch 1; the stage heads of a 3-stage search on 8x8 digits never learn in
 a short search (their CE stays at ln 10), so stages 1-2 prune without information and cost 50 %
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
     "tiny": {"channels": 8, "layers": 3, "batch_size": 128, "stages": 1, "warmup_epochs": 1,
-             "max_stage_epochs": 4, "final_warmup_epochs": 2, "max_final_epochs": 10,
+             "max_stage_epochs": 4, "final_warmup_epochs": 4, "max_final_epochs": 10,
              "lr_weights": 0.05, "lr_beta": 10.0, "mu": 0.1,
              "n_thr": 4, "lambda_delta": 0.01, "lambda_cap": False},
     # 8 cells at C=24 (authors' 0.70M-parameter network) and 14 cells at C=44 (2.29M).
