@@ -4,7 +4,7 @@
 
 Runs `budgetnas train examples/small_digits.json` with the OpenMP runtime's own default wait
 policy (`OMP_WAIT_POLICY` set empty: threads spin a while before they sleep) and with the passive
-policy the CLI now sets (threads sleep at once), each on an idle machine and beside a neighbour:
+policy (threads sleep at once; the CLI sets it when the machine is busy, cli.wait_policy), each on an idle machine and beside a neighbour:
 a second training run with the same thread count started just before and kept running until the
 measured run ends. Rounds interleave the four cases so slow periods of the host hit them all.
 Prints a table (median and range of the measured run's training seconds) for docs/benchmarks.md.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = ROOT / "examples" / "small_digits.json"
-POLICIES = {"library default": "", "passive (CLI default)": "PASSIVE"}
+POLICIES = {"library default": "", "passive": "PASSIVE"}
 
 
 def train_cmd(out: Path, threads: int, epochs: int) -> list[str]:
