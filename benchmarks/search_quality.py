@@ -5,8 +5,9 @@
     python benchmarks/search_quality.py --page docs/bench_quality.md     # write the page from the cache
 
 Every method is run through the CLI and every found network is retrained with the same command,
-then timed at batch 1 on one thread (`budgetnas profile --latency`). Rows: MGAS (3 stages),
-MGAS `--stages 1`, DARTS + width scaling, random + width scaling, and the hand-written network
+then timed at batch 1 on one thread (`budgetnas profile --latency`). Rows: MGAS with its
+defaults (`mgas`: the preset's one stage), MGAS `--stages 3` (`mgas-3stage`), DARTS + width
+scaling, random + width scaling, and the hand-written network
 `examples/small_digits.json` with its widths scaled to the target. Each (dataset, target, method,
 seed) is one job whose search and training directories live under --cache; a finished job's
 result is appended to results.jsonl there, so the benchmark resumes after any kill (a killed
@@ -50,7 +51,7 @@ PROTOCOLS = {
               "darts": ["--layers", "5", "--channels", "8", "--epochs", "10"],
               "random": ["--layers", "5", "--candidates", "6"]},
 }
-METHODS = ["mgas", "mgas-1stage", "darts", "random", "handwritten"]
+METHODS = ["mgas", "mgas-3stage", "darts", "random", "handwritten"]
 
 
 def cli(args: list, log: Path, threads: int) -> None:
@@ -78,7 +79,7 @@ def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Pat
         scale_handwritten(proto, data, target, out)
         return out / "arch.json"
     name = "mgas" if method.startswith("mgas") else method
-    extra = {"mgas": [*proto["mgas"], "--stages", "3"], "mgas-1stage": [*proto["mgas"], "--stages", "1"],
+    extra = {"mgas": proto["mgas"], "mgas-3stage": [*proto["mgas"], "--stages", "3"],
              "darts": proto["darts"], "random": proto["random"]}[method]
     cli(["search", name, *common, *extra, *resumable(out, "summary.json")], log, threads)
     return out / "arch.json"

@@ -111,15 +111,15 @@ def test_mask_shape_mismatch(tmp_path):
      '"genotype": {"cells": [{"reduction": false, "channels": 8, "edges": '
      '[{"from": 0, "to": 2, "op": "bogus"}]}]}}', "unknown op 'bogus'"),
 ])
-def test_cli_exit_2_without_traceback(tmp_path, cli, content, needle):
+def test_cli_exit_2_without_traceback(tmp_path, cli_in_process, content, needle):
     path = _write(tmp_path, content)
-    result = cli("profile", path)
+    result = cli_in_process("profile", path)
     assert result.returncode == 2
     assert needle in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_missing_masks_file_cli(tmp_path, cli, small_obj):
+def test_missing_masks_file_cli(tmp_path, cli_in_process, small_obj):
     small_obj["masks"] = "arch.safetensors"
-    result = cli("profile", _write(tmp_path, small_obj))
+    result = cli_in_process("profile", _write(tmp_path, small_obj))
     assert result.returncode == 2 and "masks file 'arch.safetensors' not found" in result.stderr

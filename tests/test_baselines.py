@@ -101,8 +101,8 @@ def test_width_scaling_refuses_a_target_below_the_smallest_width():
     ("darts", ["--target-params", str(10**13)], "above the largest network"),
     ("random", ["--target-params", "1000", "--target-macs", "100000"], "give one target"),
 ])
-def test_impossible_targets_exit_2(cli, tmp_path, method, flags, message):
-    result = cli("search", method, "--subset", "100", *flags, "--out", tmp_path / "run")
+def test_impossible_targets_exit_2(cli_in_process, tmp_path, method, flags, message):
+    result = cli_in_process("search", method, "--subset", "100", *flags, "--out", tmp_path / "run")
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run" / "checkpoint.pt").exists()

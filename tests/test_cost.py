@@ -46,10 +46,10 @@ def test_latency_reports_median_and_settings():
     assert torch.get_num_threads() == 1  # restored
 
 
-def test_profile_cli_json(cli):
+def test_profile_cli_json(cli_in_process):
     import json
 
-    result = cli("profile", EXAMPLES / "small_digits.json", "--json")
+    result = cli_in_process("profile", EXAMPLES / "small_digits.json", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     model = build_model(load_arch(EXAMPLES / "small_digits.json"))

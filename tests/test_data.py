@@ -19,6 +19,17 @@ def test_digits_shape_and_disjoint_deterministic_split():
     assert overlap < 5  # digits has a handful of duplicate images, no more
 
 
+def test_digits_read_from_the_bundled_file_equal_scikit_learns_loader():
+    import numpy as np
+    from sklearn.datasets import load_digits as sk_digits
+
+    from budgetnas.data.sources import _digits_arrays
+
+    images, labels = _digits_arrays()
+    reference = sk_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
+
+
 def test_subset_is_class_balanced():
     ds = load_dataset("digits", subset=100)
     counts = torch.cat([ds.train.y, ds.val.y]).bincount()
@@ -61,12 +72,12 @@ def test_imagefolder_and_bad_image(tmp_path):
     assert len(ds.train) + len(ds.val) == 12
 
 
-def test_missing_dataset_errors(tmp_path, cli, small_arch_path):
+def test_missing_dataset_errors(tmp_path, cli_in_process, small_arch_path):
     with pytest.raises(UserError, match="needs --data-dir"):
         load_dataset("cifar10")
-    result = cli("train", small_arch_path, "--dataset", "imagefolder", "--data-dir", tmp_path / "nope",
+    result = cli_in_process("train", small_arch_path, "--dataset", "imagefolder", "--data-dir", tmp_path / "nope",
                  "--out", tmp_path / "run")
     assert result.returncode == 2 and "nope" in result.stderr and "Traceback" not in result.stderr
-    result = cli("train", small_arch_path, "--dataset", "cifar10", "--data-dir", tmp_path,
+    result = cli_in_process("train", small_arch_path, "--dataset", "cifar10", "--data-dir", tmp_path,
                  "--out", tmp_path / "run2")
     assert result.returncode == 2 and "--download" in result.stderr

@@ -19,8 +19,9 @@ from budgetnas.methods.dna.teacher import Teacher, default_taps
 from budgetnas.spaces.mbconv import CONFIG_DEFAULTS
 from budgetnas.testing import reference_run
 
+# Tiny settings; no report (tests/test_report.py covers it).
 SMALL = ["--dataset", "synthetic", "--teacher-epochs", "1", "--epochs", "2", "--depths", "1,2",
-         "--ops", "e3k3,e6k3,e3k5", "--final-epochs", "1", "--recal-batches", "2"]
+         "--ops", "e3k3,e6k3,e3k5", "--final-epochs", "1", "--recal-batches", "2", "--no-report"]
 
 
 def test_hooks_capture_torchvision_stage_shapes():
@@ -96,9 +97,9 @@ def test_block_training_resumes_exactly(tmp_path):
         train_block(resumed, teacher, dataset, tmp_path / "b", **{**kw, "settings": {"k": 2}})
 
 
-def test_search_end_to_end_cache_reuse_other_budget_and_train(tmp_path, cli):
+def test_search_end_to_end_cache_reuse_other_budget_and_train(tmp_path, cli_in_process):
     out = tmp_path / "run"
-    first = cli("search", "dna", *SMALL, "--target-params", "40000", "--out", out)
+    first = cli_in_process("search", "dna", *SMALL, "--target-params", "40000", "--out", out)
     assert first.returncode == 0, first.stderr
     summary = json.loads((out / "summary.json").read_text())
     for key in ("method", "dataset", "target", "params_dense", "params_nonzero", "macs", "val_acc",
@@ -112,17 +113,17 @@ def test_search_end_to_end_cache_reuse_other_budget_and_train(tmp_path, cli):
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/*")}
     small = front["points"][0]["cost"]
-    again = cli("search", "dna", *SMALL, "--target-params", str(int(small)), "--out", out, "--resume")
+    again = cli_in_process("search", "dna", *SMALL, "--target-params", str(int(small)), "--out", out, "--resume")
     assert again.returncode == 0, again.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/*")} == stamps  # no retraining, no re-rating
     assert json.loads((out / "summary.json").read_text())["params_dense"] == small
     assert load_arch(out / "arch.json").genotype == front["points"][0]["genotype"]
 
-    too_small = cli("search", "dna", *SMALL, "--target-params", str(int(small) - 1), "--out", out, "--resume")
+    too_small = cli_in_process("search", "dna", *SMALL, "--target-params", str(int(small) - 1), "--out", out, "--resume")
     assert too_small.returncode == 2 and f"smallest costs {int(small)}" in too_small.stderr
     assert "Traceback" not in too_small.stderr
 
-    trained = cli("train", out / "arch.json", "--dataset", "synthetic", "--epochs", "1", "--out", tmp_path / "t")
+    trained = cli_in_process("train", out / "arch.json", "--dataset", "synthetic", "--epochs", "1", "--out", tmp_path / "t")
     assert trained.returncode == 0, trained.stderr
     assert json.loads((tmp_path / "t" / "metrics.json").read_text())["params_nonzero"] == small
 
@@ -146,8 +147,8 @@ def test_blocks_in_separate_processes_equal_one_process(tmp_path, cli):
             == json.loads((split / "front.json").read_text()))
 
 
-def test_progressive_and_self_supervised_teacher(tmp_path, cli):
-    result = cli("search", "dna", *SMALL, "--teacher", "none", "--progressive", "1",
+def test_progressive_and_self_supervised_teacher(tmp_path, cli_in_process):
+    result = cli_in_process("search", "dna", *SMALL, "--teacher", "none", "--progressive", "1",
                  "--target-latency-ms", "1000", "--latency-runs", "2", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -158,25 +159,25 @@ def test_progressive_and_self_supervised_teacher(tmp_path, cli):
     assert json.loads((tmp_path / "round0" / "costs_latency.json").read_text())["metric"] == "latency"
 
 
-def test_bad_inputs_are_one_line_errors(tmp_path, cli):
-    no_budget = cli("search", "dna", "--dataset", "synthetic", "--out", tmp_path / "a")
+def test_bad_inputs_are_one_line_errors(tmp_path, cli_in_process):
+    no_budget = cli_in_process("search", "dna", "--dataset", "synthetic", "--out", tmp_path / "a")
     assert no_budget.returncode == 2 and "budget" in no_budget.stderr
-    bad_op = cli("search", "dna", "--dataset", "synthetic", "--ops", "e3k4", "--target-params", "1",
+    bad_op = cli_in_process("search", "dna", "--dataset", "synthetic", "--ops", "e3k4", "--target-params", "1",
                  "--out", tmp_path / "b")
     assert bad_op.returncode == 2 and "--ops" in bad_op.stderr
-    no_weights = cli("search", "dna", "--dataset", "synthetic", "--teacher", "torchvision:efficientnet_b0",
+    no_weights = cli_in_process("search", "dna", "--dataset", "synthetic", "--teacher", "torchvision:efficientnet_b0",
                      "--target-params", "1", "--out", tmp_path / "c")
     assert no_weights.returncode == 2 and "--teacher-weights" in no_weights.stderr
-    widths = cli("search", "dna", "--dataset", "synthetic", "--widths", "8", "--target-params", "1",
+    widths = cli_in_process("search", "dna", "--dataset", "synthetic", "--widths", "8", "--target-params", "1",
                  "--teacher-epochs", "1", "--out", tmp_path / "d")
     assert widths.returncode == 2 and "--adapters" in widths.stderr
 
 
-def test_width_cells_with_adapters_cost_exactly_what_the_exported_network_counts(tmp_path, cli):
+def test_width_cells_with_adapters_cost_exactly_what_the_exported_network_counts(tmp_path, cli_in_process):
     # Cells of widths 8 and 16 in every block: a block's first-layer cost depends on the previous
     # block's width, so the search runs over width states; its sums must still be exact.
     # (Seed 1: with it a width-16 cell is on the front, which this check needs.)
-    result = cli("search", "dna", *SMALL, "--adapters", "--widths", "8,16", "--depths", "1", "--seed", "1",
+    result = cli_in_process("search", "dna", *SMALL, "--adapters", "--widths", "8,16", "--depths", "1", "--seed", "1",
                  "--final-epochs", "0", "--target-macs", "300000", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -192,7 +193,7 @@ def test_killed_while_rating_resumes_to_the_same_result(tmp_path, cli):
 
     from budgetnas.testing import compare_json
 
-    args = ["search", "dna", *SMALL, "--final-epochs", "0", "--target-params", "40000", "--no-report"]
+    args = ["search", "dna", *SMALL, "--final-epochs", "0", "--target-params", "40000"]
     reference = reference_run(args, tmp_path, cwd=ROOT)
     # Rating 20 of 36 is in block 1: block 0 is rated (ratings.json), block 1 trained, not rated.
     out = tmp_path / "killed"
@@ -207,8 +208,8 @@ def test_killed_while_rating_resumes_to_the_same_result(tmp_path, cli):
     assert compare_json(reference, out, files, {"search_seconds", "peak_memory_mb"}) == []
 
 
-def test_nan_loss_in_block_training_stops_with_exit_2(tmp_path, cli):
-    result = cli("search", "dna", "--dataset", "synthetic", "--teacher-epochs", "1", "--epochs", "2",
+def test_nan_loss_in_block_training_stops_with_exit_2(tmp_path, cli_in_process):
+    result = cli_in_process("search", "dna", "--dataset", "synthetic", "--teacher-epochs", "1", "--epochs", "2",
                  "--depths", "1", "--ops", "e3k3", "--final-epochs", "0", "--target-params", "40000",
                  "--no-report", "--lr", "1e30", "--out", tmp_path)
     assert result.returncode == 2, result.stderr

@@ -131,9 +131,9 @@ def test_stage_costs_add_up_to_whole_networks_and_builds():
     assert pick == ok[np.argmin(score[ok])]
 
 
-def test_search_dna_nb201_end_to_end_resume_and_per_stage(tmp_path, cli):
+def test_search_dna_nb201_end_to_end_resume_and_per_stage(tmp_path, cli_in_process):
     out = tmp_path / "run"
-    first = cli(*TINY, "--target-params", "5000", "--out", out)
+    first = cli_in_process(*TINY, "--target-params", "5000", "--out", out)
     assert first.returncode == 0, first.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["space"] == "nb201" and summary["candidates_per_block"] == 15625
@@ -142,34 +142,34 @@ def test_search_dna_nb201_end_to_end_resume_and_per_stage(tmp_path, cli):
     assert count_params(build_model(arch)) == summary["params_dense"]
     assert summary["teacher"]["C"] == 4 and "val_acc" in summary["teacher"]
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/*.json")}
-    other = cli(*TINY, "--target-params", "20000", "--out", out, "--resume")
+    other = cli_in_process(*TINY, "--target-params", "20000", "--out", out, "--resume")
     assert other.returncode == 0, other.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/*.json")} == stamps  # ratings reused
-    per_stage = cli(*TINY, "--target-macs", "200000", "--nb201-per-stage", "--out", out, "--resume")
+    per_stage = cli_in_process(*TINY, "--target-macs", "200000", "--nb201-per-stage", "--out", out, "--resume")
     assert per_stage.returncode == 0, per_stage.stderr
     summary = json.loads((out / "summary.json").read_text())
     genotype = load_arch(out / "arch.json").genotype
     assert isinstance(genotype, list) and len(genotype) == 3
     assert summary["macs"] == summary["cost"] <= 200000 and not summary["same_cell"]
-    report = cli("report", out)
+    report = cli_in_process("report", out)
     assert report.returncode == 0, report.stderr
     assert "stage 2:" in (out / "report.html").read_text()  # one drawing per stage's cell
 
 
-def test_nb201_bad_inputs_are_one_line_errors(tmp_path, cli):
-    latency = cli(*TINY, "--target-latency-ms", "3", "--out", tmp_path / "a")
+def test_nb201_bad_inputs_are_one_line_errors(tmp_path, cli_in_process):
+    latency = cli_in_process(*TINY, "--target-latency-ms", "3", "--out", tmp_path / "a")
     assert latency.returncode == 2 and "--target-macs" in latency.stderr
-    vision = cli(*TINY, "--teacher", "torchvision:resnet18", "--target-params", "5000", "--out", tmp_path / "b")
+    vision = cli_in_process(*TINY, "--teacher", "torchvision:resnet18", "--target-params", "5000", "--out", tmp_path / "b")
     assert vision.returncode == 2 and "--teacher" in vision.stderr
-    tiny = cli(*TINY, "--target-params", "10", "--out", tmp_path / "c")
+    tiny = cli_in_process(*TINY, "--target-params", "10", "--out", tmp_path / "c")
     assert tiny.returncode == 2 and "smallest costs" in tiny.stderr
-    bad_cell = cli(*TINY, "--nb201-teacher-cell", "|conv~0|", "--target-params", "5000", "--out", tmp_path / "d")
+    bad_cell = cli_in_process(*TINY, "--nb201-teacher-cell", "|conv~0|", "--target-params", "5000", "--out", tmp_path / "d")
     assert bad_cell.returncode == 2 and "Traceback" not in bad_cell.stderr
-    block = cli(*TINY, "--block", "3", "--out", tmp_path / "g")
+    block = cli_in_process(*TINY, "--block", "3", "--out", tmp_path / "g")
     assert block.returncode == 2 and "--block" in block.stderr
-    mbconv_flag = cli(*TINY, "--depths", "1,2", "--target-params", "5000", "--out", tmp_path / "e")
+    mbconv_flag = cli_in_process(*TINY, "--depths", "1,2", "--target-params", "5000", "--out", tmp_path / "e")
     assert mbconv_flag.returncode == 2 and "--depths does not apply to --space nb201" in mbconv_flag.stderr
-    nb201_flag = cli("search", "dna", "--nb201-channels", "4", "--target-params", "5000", "--out", tmp_path / "f")
+    nb201_flag = cli_in_process("search", "dna", "--nb201-channels", "4", "--target-params", "5000", "--out", tmp_path / "f")
     assert nb201_flag.returncode == 2 and "--nb201-channels does not apply to --space mbconv" in nb201_flag.stderr
     for result in (latency, vision, tiny, bad_cell, block, mbconv_flag, nb201_flag):
         assert result.stderr.count("\n") == 1, result.stderr
@@ -234,7 +234,7 @@ def test_per_stage_genotypes_validate_build_and_draw():
         stage_genotypes([CELL, CELL])
 
 
-def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
+def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli_in_process):
     """A teacher directory whose network always answers class 0 (held-out accuracy 1/4 on the
     synthetic data) is refused once the found network, retrained, beats it; the run then
     continues from its cached ratings with --allow-weak-teacher."""
@@ -254,11 +254,11 @@ def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
     save_safetensors(teacher / "model.safetensors", net.state_dict())
     out = tmp_path / "run"
     args = [*TINY, "--teacher", teacher, "--final-epochs", "3", "--target-params", "5000", "--out", out]
-    refused = cli(*args)
+    refused = cli_in_process(*args)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "below the found network's" in refused.stderr and "--allow-weak-teacher" in refused.stderr
     assert not (out / "summary.json").exists()
-    allowed = cli(*args, "--resume", "--allow-weak-teacher")
+    allowed = cli_in_process(*args, "--resume", "--allow-weak-teacher")
     assert allowed.returncode == 0, allowed.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teacher"]["val_acc"] == pytest.approx(0.25, abs=0.1)

@@ -102,9 +102,9 @@ def test_block_training_resumes_exactly(tmp_path):
         torch.testing.assert_close(a, b)
 
 
-def test_search_dna_nbmacro_end_to_end_ratings_csv_and_resume(tmp_path, cli):
+def test_search_dna_nbmacro_end_to_end_ratings_csv_and_resume(tmp_path, cli_in_process):
     out = tmp_path / "run"
-    first = cli(*TINY, "--target-params", "600000", "--out", out)
+    first = cli_in_process(*TINY, "--target-params", "600000", "--out", out)
     assert first.returncode == 0, first.stderr
     with open(out / "ratings.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -125,28 +125,28 @@ def test_search_dna_nbmacro_end_to_end_ratings_csv_and_resume(tmp_path, cli):
     assert float(chosen["score"]) == pytest.approx(min(fits))
     assert summary["teacher"]["genotype"] == "22222222" and "val_acc" in summary["teacher"]
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/*")}
-    other = cli(*TINY, "--target-macs", "20000000", "--out", out, "--resume")
+    other = cli_in_process(*TINY, "--target-macs", "20000000", "--out", out, "--resume")
     assert other.returncode == 0, other.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/*")} == stamps  # ratings reused
     summary = json.loads((out / "summary.json").read_text())
     assert int(by_arch[load_arch(out / "arch.json").genotype]["macs"]) == summary["cost"] <= 20000000
 
 
-def test_nbmacro_bad_inputs_are_one_line_errors(tmp_path, cli):
+def test_nbmacro_bad_inputs_are_one_line_errors(tmp_path, cli_in_process):
     base = [*TINY[:-2]]  # without --threads: given again below
     results = [
-        (cli(*base, "--target-latency-ms", "3", "--out", tmp_path / "a"), "--target-macs"),
-        (cli(*base, "--target-params", "10", "--out", tmp_path / "b"), "--target-params"),
-        (cli(*base, "--block", "3", "--out", tmp_path / "c"), "--block"),
-        (cli(*base, "--nb201-channels", "4", "--target-params", "600000", "--out", tmp_path / "d"),
+        (cli_in_process(*base, "--target-latency-ms", "3", "--out", tmp_path / "a"), "--target-macs"),
+        (cli_in_process(*base, "--target-params", "10", "--out", tmp_path / "b"), "--target-params"),
+        (cli_in_process(*base, "--block", "3", "--out", tmp_path / "c"), "--block"),
+        (cli_in_process(*base, "--nb201-channels", "4", "--target-params", "600000", "--out", tmp_path / "d"),
          "--nb201-channels does not apply to --space nbmacro"),
-        (cli(*base, "--depths", "1,2", "--target-params", "600000", "--out", tmp_path / "e"),
+        (cli_in_process(*base, "--depths", "1,2", "--target-params", "600000", "--out", tmp_path / "e"),
          "--depths does not apply to --space nbmacro"),
-        (cli("search", "dna", "--nbmacro-channels", "4", "--target-params", "5000", "--out", tmp_path / "f"),
+        (cli_in_process("search", "dna", "--nbmacro-channels", "4", "--target-params", "5000", "--out", tmp_path / "f"),
          "--nbmacro-channels does not apply to --space mbconv"),
-        (cli("search", "dna", "--space", "nb201", "--nbmacro-channels", "4", "--target-params", "5000",
+        (cli_in_process("search", "dna", "--space", "nb201", "--nbmacro-channels", "4", "--target-params", "5000",
              "--out", tmp_path / "g"), "--nbmacro-channels does not apply to --space nb201"),
-        (cli(*base, "--teacher", "torchvision:resnet18", "--target-params", "600000", "--out", tmp_path / "h"),
+        (cli_in_process(*base, "--teacher", "torchvision:resnet18", "--target-params", "600000", "--out", tmp_path / "h"),
          "--teacher"),
     ]
     for result, text in results:
@@ -154,7 +154,7 @@ def test_nbmacro_bad_inputs_are_one_line_errors(tmp_path, cli):
         assert result.stderr.count("\n") == 1, result.stderr
 
 
-def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
+def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli_in_process):
     """A teacher directory whose network always answers class 0 is refused once the found network,
     retrained, beats it; the run then continues from its cached ratings with --allow-weak-teacher."""
     from budgetnas.arch import Arch, make_provenance, save_arch
@@ -172,11 +172,11 @@ def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
     save_safetensors(teacher / "model.safetensors", net.state_dict())
     out = tmp_path / "run"
     args = [*TINY, "--teacher", teacher, "--final-epochs", "3", "--target-params", "600000", "--out", out]
-    refused = cli(*args)
+    refused = cli_in_process(*args)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "below the found network's" in refused.stderr and "--allow-weak-teacher" in refused.stderr
     assert not (out / "summary.json").exists() and (out / "ratings.csv").is_file()
-    allowed = cli(*args, "--resume", "--allow-weak-teacher")
+    allowed = cli_in_process(*args, "--resume", "--allow-weak-teacher")
     assert allowed.returncode == 0, allowed.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["val_acc"] > summary["teacher"]["val_acc"]

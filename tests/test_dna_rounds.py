@@ -25,9 +25,9 @@ def _scores(run) -> list[list[float]]:
             for k in range(3)]
 
 
-def test_round_two_teacher_is_round_one_network_retrained(tmp_path, cli):
+def test_round_two_teacher_is_round_one_network_retrained(tmp_path, cli_in_process):
     out = tmp_path / "run"
-    result = cli("search", "dna", *SMALL, "--progressive", "1", "--final-epochs", "1",
+    result = cli_in_process("search", "dna", *SMALL, "--progressive", "1", "--final-epochs", "1",
                  "--target-params", "40000", "--out", out)
     assert result.returncode == 0, result.stderr
     log = _log(out)
@@ -61,12 +61,12 @@ def test_round_two_teacher_is_round_one_network_retrained(tmp_path, cli):
     assert json.loads((out / "summary.json").read_text())["rounds"] == 2
 
 
-def test_self_supervised_targets_change_the_ratings_deterministically(tmp_path, cli):
+def test_self_supervised_targets_change_the_ratings_deterministically(tmp_path, cli_in_process):
     args = ["search", "dna", *SMALL, "--final-epochs", "0", "--target-params", "40000"]
     runs = {}
     for name, teacher in (("dna", "train"), ("dnapp", "none"), ("dnapp_again", "none")):
         runs[name] = tmp_path / name
-        result = cli(*args, "--teacher", teacher, "--out", runs[name])
+        result = cli_in_process(*args, "--teacher", teacher, "--out", runs[name])
         assert result.returncode == 0, result.stderr
     sums = {name: [r for r in _log(run) if r["stage"] == "teacher"][0]["teacher_sum"] for name, run in runs.items()}
     assert sums["dnapp"] == sums["dnapp_again"] != sums["dna"]

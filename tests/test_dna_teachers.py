@@ -60,19 +60,19 @@ def _constant_teacher(directory, dataset) -> None:
     save_safetensors(directory / "model.safetensors", net.state_dict())
 
 
-def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
+def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli_in_process):
     dataset = load_dataset("synthetic")
     teacher = tmp_path / "teacher"
     _constant_teacher(teacher, dataset)
     out = tmp_path / "run"
     args = ["search", "dna", *TINY, "--teacher", teacher, "--final-epochs", "3", "--target-params", "1000000",
             "--out", out]
-    refused = cli(*args)
+    refused = cli_in_process(*args)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "below the found network's" in refused.stderr and "--allow-weak-teacher" in refused.stderr
     assert not (out / "summary.json").exists()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/ratings.json")}
-    allowed = cli(*args, "--resume", "--allow-weak-teacher")
+    allowed = cli_in_process(*args, "--resume", "--allow-weak-teacher")
     assert allowed.returncode == 0, allowed.stderr
     assert {p: p.stat().st_mtime_ns for p in out.glob("round0/block*/ratings.json")} == stamps  # cached
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
@@ -80,7 +80,7 @@ def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli):
     summary = json.loads((out / "summary.json").read_text())
     assert teacher_acc == pytest.approx(1 / dataset.num_classes, abs=0.1)
     assert summary["val_acc"] > teacher_acc
-    without_retraining = cli("search", "dna", *TINY, "--teacher", teacher, "--final-epochs", "0",
+    without_retraining = cli_in_process("search", "dna", *TINY, "--teacher", teacher, "--final-epochs", "0",
                              "--target-params", "1000000", "--out", tmp_path / "no_check")
     assert without_retraining.returncode == 0, without_retraining.stderr  # nothing retrained to compare
 
@@ -93,7 +93,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_pickled_teacher_weights_are_refused_unexecuted(tmp_path, cli):
+def test_pickled_teacher_weights_are_refused_unexecuted(tmp_path, cli_in_process):
     marker = tmp_path / "pwned"
     evil = pickle.dumps({"conv1.weight": _Exploit(marker)})
     pt, disguised = tmp_path / "evil.pt", tmp_path / "evil.safetensors"
@@ -106,11 +106,11 @@ def test_pickled_teacher_weights_are_refused_unexecuted(tmp_path, cli):
              ["--teacher", "torchvision:resnet18", "--teacher-weights", disguised],
              ["--teacher", run_dir]]
     for i, teacher in enumerate(cases):
-        result = cli("search", "dna", *TINY, *teacher, "--target-params", "1000000", "--out", tmp_path / f"o{i}")
+        result = cli_in_process("search", "dna", *TINY, *teacher, "--target-params", "1000000", "--out", tmp_path / f"o{i}")
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
         assert "Traceback" not in result.stderr
         assert not marker.exists()
-    assert "must be a .safetensors file" in cli(
+    assert "must be a .safetensors file" in cli_in_process(
         "search", "dna", *TINY, *cases[0], "--target-params", "1000000", "--out", tmp_path / "o").stderr
     pickle.loads(evil)  # the file is a live exploit: unpickling it does create the marker
     assert marker.exists()

@@ -23,14 +23,15 @@ from budgetnas.spaces.darts import OPS
 from budgetnas.testing import kill_and_resume
 
 ROOT = Path(__file__).resolve().parents[1]
-# A few-second search: tiny preset on 400 digits, short stages.
+# A few-second search: tiny preset on 400 digits, short stages; no report (tests/test_report.py
+# covers it).
 FAST = dict(dataset="digits", subset=200, preset="tiny", channels=2, batch_size=50, warmup_epochs=0,
             max_stage_epochs=2, final_warmup_epochs=0, max_final_epochs=2, seed=0, threads=1)
 
 
 def fast_flags(**extra) -> list[str]:
     opts = {**FAST, **extra}
-    flags = []
+    flags = ["--no-report"]
     for key, value in opts.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     return flags
@@ -175,8 +176,9 @@ def test_every_node_keeps_its_strongest_op():
 
 # ------------------------------------------------------------------ target control
 def _search(tmp_path: Path, name: str, **extra) -> Path:
-    opts = MGASOptions(**{**FAST, "out": tmp_path / name, **extra})
+    opts = MGASOptions(**{**FAST, "out": tmp_path / name, "report": False, **extra})
     run_method("mgas", opts, progress=False)
+    assert not (opts.out / ".lock").exists()  # released when the run ends, not at exit
     return opts.out
 
 
@@ -249,8 +251,8 @@ def test_two_process_search_agrees(tmp_path):
 # ------------------------------------------------------------------ bad targets
 @pytest.mark.parametrize("flag,value", [("--target-params", "100"), ("--target-params", "10000000"),
                                         ("--target-macs", "10")])
-def test_impossible_targets_exit_2(tmp_path, cli, flag, value):
-    proc = cli("search", "mgas", "--subset", "100", flag, value, "--out", str(tmp_path / "bad"))
+def test_impossible_targets_exit_2(tmp_path, cli_in_process, flag, value):
+    proc = cli_in_process("search", "mgas", "--subset", "100", flag, value, "--out", str(tmp_path / "bad"))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert flag in proc.stderr and "fix:" in proc.stderr

@@ -152,7 +152,7 @@ def test_fast_size_equals_the_built_network():
 # search epochs of 8 steps (with fewer steps every score is still sigmoid(0) when the gates must
 # close, and no controller can close half of a set of tied gates).
 TINY = dict(dataset="digits", subset=400, preset="tiny", channels=2, batch_size=40,
-            final_warmup_epochs=1, max_final_epochs=4, seed=0, threads=1)
+            final_warmup_epochs=1, max_final_epochs=4, seed=0, threads=1, report=False)
 
 
 def read_log(out: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from budgetnas.methods.nag.table import load_table
 from test_nag import synthetic_rows
 
 TINY = ["--iterations", "120", "--predictor-epochs", "10", "--evaluator-steps", "100",
-        "--select-samples", "50", "--checkpoint-every", "60", "--samples-per-step", "8"]
+        "--select-samples", "50", "--checkpoint-every", "60", "--samples-per-step", "8", "--no-report"]
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +65,13 @@ def test_generate_writes_picks_and_resumes_exactly(cli, table_csv, tmp_path):
     assert "8.5" in again.stdout
 
 
-def test_generate_bad_input_exits_2(cli, table_csv, tmp_path):
+def test_generate_bad_input_exits_2(cli_in_process, table_csv, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("arch,acc\n0-1,1\n0-1-2,2\n")
     for args in (["--table", bad, "--accuracy", "acc", "--cost", "acc"],
                  ["--table", table_csv, "--accuracy", "acc", "--cost", "latency_gpu"],
                  ["--table", tmp_path / "missing.csv", "--accuracy", "a", "--cost", "b"]):
-        result = cli("generate", *args, "--out", tmp_path / "x")
+        result = cli_in_process("generate", *args, "--out", tmp_path / "x")
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
 
@@ -89,11 +89,11 @@ def test_collect_latency_table(tmp_path, backend):
     if backend == "onnxruntime":
         pytest.importorskip("onnxruntime")
         pytest.importorskip("onnx")
-    out = collect_latency_table("mbconv", 3, backend=backend, device="cpu", batch_size=1, warmup=1, runs=3,
+    out = collect_latency_table("mbconv", 2, backend=backend, device="cpu", batch_size=1, warmup=1, runs=3,
                                 threads=1, seed=0, out_path=tmp_path / "lat.csv", in_channels=1, input_size=8,
                                 progress=False)
     table = load_table(out, space="mbconv", dataset_shape=(1, 8, 10))
-    assert len(table) == 3 and (table.column("latency_ms") > 0).all() and (table.column("macs") > 0).all()
+    assert len(table) == 2 and (table.column("latency_ms") > 0).all() and (table.column("macs") > 0).all()
     meta = json.loads((tmp_path / "lat.json").read_text())
     assert meta["backend"] == backend and meta["runs"] == 3 and meta["statistic"] == "median"
     # The genotype column rebuilds the same architecture as the arch column.
@@ -161,7 +161,7 @@ def test_generate_query_budget_resumes_exactly(cli, table_csv, query_run, tmp_pa
         assert a == b, name
 
 
-def test_generate_query_options_and_device_errors_exit_2(cli, table_csv, tmp_path):
+def test_generate_query_options_and_device_errors_exit_2(cli_in_process, table_csv, tmp_path):
     import torch
 
     base = ["generate", "--table", table_csv, "--accuracy", "acc", "--cost", "latency_ms", "--out", tmp_path / "x"]
@@ -170,7 +170,7 @@ def test_generate_query_options_and_device_errors_exit_2(cli, table_csv, tmp_pat
     if not torch.cuda.is_available():
         cases.append((["--device", "cuda"], "--device"))
     for extra, field in cases:
-        result = cli(*base, *extra)
+        result = cli_in_process(*base, *extra)
         assert result.returncode == 2, (extra, result.stderr)
         assert field in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
@@ -185,9 +185,9 @@ def test_generate_help_documents_query_budget(cli):
 
 @pytest.mark.parametrize("extra,shape", [(["--dataset", "digits"], (1, 8, 10)),
                                          (["--dataset", "digits", "--image-size", "12"], (1, 12, 10))])
-def test_profile_sample_uses_the_dataset_input_shape(cli, tmp_path, extra, shape):
+def test_profile_sample_uses_the_dataset_input_shape(cli_in_process, tmp_path, extra, shape):
     out = tmp_path / "lat.csv"
-    result = cli("profile", "--space", "mbconv", "--sample", "2", "--runs", "1", "--warmup", "0",
+    result = cli_in_process("profile", "--space", "mbconv", "--sample", "2", "--runs", "1", "--warmup", "0",
                  "--threads", "1", "--out", out, *extra)
     assert result.returncode == 0, result.stderr
     config = json.loads(out.with_suffix(".json").read_text())["config"]
@@ -204,8 +204,7 @@ def test_generate_resume_after_kill_between_weights_and_checkpoint(table_csv, tm
     from budgetnas.testing import kill_and_resume, read_trace, reference_run
 
     args = ["generate", "--table", str(table_csv), "--accuracy", "acc", "--cost", "latency_ms",
-            "--reveal", "300", "--budgets", "7,10", *TINY, "--iterations", "40", "--checkpoint-every", "20",
-            "--no-report"]
+            "--reveal", "300", "--budgets", "7,10", *TINY, "--iterations", "40", "--checkpoint-every", "20"]
     trace = tmp_path / "trace.txt"
     reference = reference_run(args, tmp_path, cwd=ROOT, trace=trace)
     writes, _ = read_trace(trace, reference)
@@ -219,7 +218,7 @@ def test_generate_resume_after_kill_between_weights_and_checkpoint(table_csv, tm
     assert outcome.equal, outcome.differences
 
 
-def test_generate_on_a_table_of_the_whole_space_answers_by_lookup(cli, tmp_path):
+def test_generate_on_a_table_of_the_whole_space_answers_by_lookup(cli_in_process, tmp_path):
     """Every architecture measured and revealed: no generator, the best row within each budget,
     and the output and picks.json say so."""
     path = tmp_path / "full.csv"
@@ -229,7 +228,7 @@ def test_generate_on_a_table_of_the_whole_space_answers_by_lookup(cli, tmp_path)
         for code in range(27):
             choice = [code // 9, (code // 3) % 3, code % 3]
             w.writerow(["-".join(map(str, choice)), 50 + 3.0 * sum(choice) - choice[0], 1 + sum(c * c for c in choice)])
-    result = cli("generate", "--table", path, "--accuracy", "acc", "--cost", "latency_ms", "--budgets", "3,6",
+    result = cli_in_process("generate", "--table", path, "--accuracy", "acc", "--cost", "latency_ms", "--budgets", "3,6",
                  "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     assert "answered by lookup" in result.stdout
@@ -243,7 +242,7 @@ def test_generate_on_a_table_of_the_whole_space_answers_by_lookup(cli, tmp_path)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["answered_by"] == "table"
     # with a query budget the generator is trained as before
-    partial = cli("generate", "--table", path, "--accuracy", "acc", "--cost", "latency_ms", "--budgets", "3,6",
+    partial = cli_in_process("generate", "--table", path, "--accuracy", "acc", "--cost", "latency_ms", "--budgets", "3,6",
                   "--reveal", "20", "--out", tmp_path / "gen", *TINY)
     assert partial.returncode == 0, partial.stderr
     assert json.loads((tmp_path / "gen" / "picks.json").read_text())["answered_by"] == "generator"

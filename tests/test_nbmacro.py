@@ -69,8 +69,8 @@ def test_canonical_forms_and_the_decision_view():
             get_space("nbmacro").validate({}, bad, where="test")
 
 
-def test_profile_prints_the_benchmark_counts(cli):
-    result = cli("profile", "--space", "nbmacro", "--genotype", "01201122", "--json")
+def test_profile_prints_the_benchmark_counts(cli_in_process):
+    result = cli_in_process("profile", "--space", "nbmacro", "--genotype", "01201122", "--json")
     assert result.returncode == 0, result.stderr
     got = json.loads(result.stdout)
     assert (got["params_dense"], got["macs"]) == closed_form("01201122")
@@ -78,12 +78,12 @@ def test_profile_prints_the_benchmark_counts(cli):
     assert arch.config["input_size"] == 32 and arch.genotype == "01201122"
 
 
-def test_train_runs_on_an_nbmacro_network(cli, tmp_path):
+def test_train_runs_on_an_nbmacro_network(cli_in_process, tmp_path):
     path = tmp_path / "arch.json"
     path.write_text(json.dumps({"format": "budgetnas.arch", "version": 1, "space": "nbmacro",
                                 "config": {"in_channels": 3, "input_size": 8, "num_classes": 4,
                                            "head_channels": 64}, "genotype": "10000000", "masks": None}))
-    result = cli("train", path, "--dataset", "synthetic", "--epochs", "1", "--out", tmp_path / "run")
+    result = cli_in_process("train", path, "--dataset", "synthetic", "--epochs", "1", "--out", tmp_path / "run")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0.0 <= metrics["test_acc"] <= 1.0

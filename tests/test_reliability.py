@@ -45,17 +45,17 @@ def test_nan_loss_stops_with_exit_2(tmp_path, cli, small_arch_path):
     assert "Traceback" not in result.stderr
 
 
-def test_busy_run_directory_is_refused(tmp_path, cli, small_arch_path):
+def test_busy_run_directory_is_refused(tmp_path, cli_in_process, small_arch_path):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         (tmp_path / ".lock").write_text(str(holder.pid))
-        result = cli("train", small_arch_path, "--epochs", "1", "--out", tmp_path)
+        result = cli_in_process("train", small_arch_path, "--epochs", "1", "--out", tmp_path)
         assert result.returncode == 2 and f"pid {holder.pid}" in result.stderr
     finally:
         holder.kill()
         holder.wait()
     # A stale lock (dead process) is taken over.
-    result = cli("train", small_arch_path, "--epochs", "1", "--out", tmp_path)
+    result = cli_in_process("train", small_arch_path, "--epochs", "1", "--out", tmp_path)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / ".lock").exists()
 
@@ -131,36 +131,36 @@ def test_any_yaml_config_gives_user_error_or_options(tmp_path_factory, values):
         assert "\n" not in str(exc)
 
 
-def test_out_paths_that_are_files_and_run_directories_as_arch(tmp_path, cli, small_arch_path):
+def test_out_paths_that_are_files_and_run_directories_as_arch(tmp_path, cli_in_process, small_arch_path):
     """--out naming an existing file: exit 2 on one line (train and search); export --out naming a
     directory writes DIR/model.onnx; a run directory stands for its arch.json; report refuses a
     directory that is not a run; a resume with another option names it."""
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     for args in (["train", small_arch_path, "--epochs", "1"], ["search", "mgas", "--subset", "100"]):
-        result = cli(*args, "--out", a_file)
+        result = cli_in_process(*args, "--out", a_file)
         assert result.returncode == 2 and "is a file" in result.stderr and result.stderr.count("\n") == 1
         assert "Traceback" not in result.stderr
     run = tmp_path / "run"
-    assert cli("train", small_arch_path, "--epochs", "1", "--subset", "100", "--out", run).returncode == 0
-    profiled = cli("profile", run, "--json")  # a run directory for ARCH
+    assert cli_in_process("train", small_arch_path, "--epochs", "1", "--subset", "100", "--out", run).returncode == 0
+    profiled = cli_in_process("profile", run, "--json")  # a run directory for ARCH
     assert profiled.returncode == 0 and json.loads(profiled.stdout)["params_nonzero"] == 33_398
     target = tmp_path / "exported"
     target.mkdir()
-    exported = cli("export", run, "--weights", run, "--format", "torchscript", "--out", target)
+    exported = cli_in_process("export", run, "--weights", run, "--format", "torchscript", "--out", target)
     assert exported.returncode == 0, exported.stderr
     assert (target / "model.pt").is_file()
-    resumed = cli("train", small_arch_path, "--epochs", "2", "--subset", "100", "--out", run, "--resume")
+    resumed = cli_in_process("train", small_arch_path, "--epochs", "2", "--subset", "100", "--out", run, "--resume")
     assert resumed.returncode == 2 and "--epochs is 2 now but was 1" in resumed.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    report = cli("report", empty)
+    report = cli_in_process("report", empty)
     assert report.returncode == 2 and "not a budgetnas run directory" in report.stderr
     assert not (empty / "report.html").exists()
 
 
-def test_a_refused_target_leaves_no_run_directory(tmp_path, cli):
+def test_a_refused_target_leaves_no_run_directory(tmp_path, cli_in_process):
     for method in ("mgas", "darts", "random"):
-        result = cli("search", method, "--subset", "100", "--target-params", "10", "--out", tmp_path / method)
+        result = cli_in_process("search", method, "--subset", "100", "--target-params", "10", "--out", tmp_path / method)
         assert result.returncode == 2, result.stderr
         assert not (tmp_path / method).exists()

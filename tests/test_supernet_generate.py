@@ -51,15 +51,15 @@ def test_generate_from_a_supernet_writes_picks_with_their_weights(cli, supernet_
     assert (out / "generator.safetensors").read_bytes() == (tmp_path / "part" / "generator.safetensors").read_bytes()
 
 
-def test_generate_from_a_supernet_refuses_what_it_cannot_answer(cli, supernet_run, tmp_path):
-    low = cli(*GENERATE, "--supernet", supernet_run, "--budgets", "1000", "--out", tmp_path / "low")
+def test_generate_from_a_supernet_refuses_what_it_cannot_answer(cli_in_process, supernet_run, tmp_path):
+    low = cli_in_process(*GENERATE, "--supernet", supernet_run, "--budgets", "1000", "--out", tmp_path / "low")
     assert low.returncode == 2 and "smallest network of the space" in low.stderr, low.stderr
     assert "Traceback" not in low.stderr and not (tmp_path / "low").exists()
     for args in (["--budgets", "q150"], ["--budgets", "cheap"], ["--cost", "latency_ms_fpga"],
                  ["--table", supernet_run / "log.jsonl"], ["--query-budget", "12"]):
-        bad = cli(*GENERATE, "--supernet", supernet_run, *args, "--out", tmp_path / "bad")
+        bad = cli_in_process(*GENERATE, "--supernet", supernet_run, *args, "--out", tmp_path / "bad")
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, (args, bad.stderr)
-    wrong = cli("train", EXAMPLES / "small_digits.json", "--init-from", supernet_run / "supernet.safetensors",
+    wrong = cli_in_process("train", EXAMPLES / "small_digits.json", "--init-from", supernet_run / "supernet.safetensors",
                 "--epochs", "0", "--out", tmp_path / "wrong")
     assert wrong.returncode == 2 and "--init-from" in wrong.stderr, wrong.stderr
 

@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("budgetnas: interrupted; resume with --resume", file=sys.stderr)
         return 130
+    finally:
+        rundir = sys.modules.get("budgetnas.runs.rundir")  # loaded only by commands that lock
+        if rundir is not None:
+            rundir.release_locks()
     return int(code or 0)
 
 

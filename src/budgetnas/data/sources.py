@@ -10,13 +10,32 @@ import torch
 from ..errors import UserError
 
 
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(images (1797, 8, 8), labels) from the CSV that scikit-learn ships.
+
+    **Decision:** read the bundled file directly; `sklearn.datasets` would import most of
+    scikit-learn and scipy (about 1 s) in every process that uses digits. scikit-learn's own loader
+    stays the fallback if the file ever moves."""
+    import gzip
+    from importlib.util import find_spec
+
+    spec = find_spec("sklearn")  # locates the package without importing it
+    csv = Path(next(iter(spec.submodule_search_locations)), "datasets", "data", "digits.csv.gz") if spec else None
+    if csv is None or not csv.is_file():
+        from sklearn.datasets import load_digits as sk_digits
+
+        bunch = sk_digits()
+        return bunch.images, bunch.target
+    with gzip.open(csv, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",")
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 def load_digits(**_: object) -> dict:
     """scikit-learn's 8x8 handwritten digits (1,797 images, bundled; values 0..16)."""
-    from sklearn.datasets import load_digits as sk_digits
-
-    bunch = sk_digits()
-    x = torch.from_numpy(bunch.images.astype(np.float32)).unsqueeze(1)
-    y = torch.from_numpy(bunch.target.astype(np.int64))
+    images, labels = _digits_arrays()
+    x = torch.from_numpy(images.astype(np.float32)).unsqueeze(1)
+    y = torch.from_numpy(labels.astype(np.int64))
     order = np.random.default_rng(12345).permutation(len(y))  # fixed test split: 20 %
     n_test = len(y) // 5
     test, train = torch.from_numpy(order[:n_test]), torch.from_numpy(order[n_test:])

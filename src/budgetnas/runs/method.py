@@ -112,6 +112,7 @@ def run_method(name: str, opts: Any, *, progress: bool = True) -> Path | None:
     when `--stop-after` ended this process's share of the work (the run stays resumable)."""
     from .context import RunContext
     from .registry import get_method
+    from .rundir import release_locks
 
     entry = get_method(name)
     cls = entry.method_class()
@@ -121,11 +122,14 @@ def run_method(name: str, opts: Any, *, progress: bool = True) -> Path | None:
     method.name = entry.name
     method.check(ctx)
     method.open_run_dir(ctx)
-    method.prepare(ctx)
-    method.restore(ctx)
-    if not method.run(ctx):
-        print(method.stopped_line(ctx))
-        return None
-    arch, extras = method.result()
-    ctx.finish(method, arch, extras)
-    return ctx.out
+    try:
+        method.prepare(ctx)
+        method.restore(ctx)
+        if not method.run(ctx):
+            print(method.stopped_line(ctx))
+            return None
+        arch, extras = method.result()
+        ctx.finish(method, arch, extras)
+        return ctx.out
+    finally:
+        release_locks(ctx.out)

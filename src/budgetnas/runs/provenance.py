@@ -26,11 +26,11 @@ def environment(device: Any = None) -> dict:
 
     versions = {"python": platform.python_version(), "budgetnas": __version__, "torch": torch.__version__,
                 "numpy": numpy.__version__}
-    try:
-        import torchvision
+    try:  # the installed version, read without importing torchvision (about 1.7 s)
+        from importlib.metadata import PackageNotFoundError, version
 
-        versions["torchvision"] = torchvision.__version__
-    except ImportError:  # optional for the report: only a version string
+        versions["torchvision"] = version("torchvision")
+    except PackageNotFoundError:  # optional for the report: only a version string
         pass
     dev = {"type": str(device) if device is not None else "unknown", "cpu": cpu_name(),
            "torch_threads": torch.get_num_threads()}

@@ -1,6 +1,7 @@
 """The run directory and its lock, and where a run computes: device, seeds, threads."""
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import os
 import random
@@ -102,9 +103,22 @@ def acquire_lock(directory: Path) -> None:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     with os.fdopen(fd, "w") as fh:
         fh.write(str(os.getpid()))
-    import atexit
+    _HELD.add(lock)
 
-    atexit.register(lambda: lock.unlink(missing_ok=True) if _owned(lock) else None)
+
+_HELD: set[Path] = set()  # the locks this process took
+
+
+@atexit.register
+def release_locks(directory: Path | None = None) -> None:
+    """Remove the locks this process holds (those under `directory`, or all of them). Called when
+    a command ends, so a later run in the same process (a notebook, the tests) or another process
+    finds the directory free, and at exit."""
+    for lock in list(_HELD):
+        if directory is None or Path(directory) in lock.parents:
+            if _owned(lock):
+                lock.unlink(missing_ok=True)
+            _HELD.discard(lock)
 
 
 def _owned(lock: Path) -> bool:
