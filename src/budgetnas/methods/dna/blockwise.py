@@ -63,11 +63,8 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
 
     `stop_after` ends this call after that many epochs (the block stays resumable)."""
     directory = Path(directory)
-    ckpt = directory / BLOCK_CHECKPOINT
-    key = fingerprint(settings)
-    optimizer = make_optimizer(block, lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
-    start, log = resume_block(block, optimizer, scheduler, ckpt, key, directory)
+    run = BlockTraining.open(block, directory, settings, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
+    optimizer, start, log = run.optimizer, run.start, run.log
     n_cells = len(block.cells)
     bar = tqdm(range(start, epochs), desc=f"block {block.index}", unit="epoch", initial=start,
                total=epochs, disable=not progress or not _tty())
@@ -86,7 +83,7 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
             path = tuple(int(v) for v in torch.randint(len(block.ops), (depth,), generator=gen))
             loss = nn.functional.mse_loss(block(inputs, cell, path), target)
             stop_if_not_finite(loss, what=f"block {block.index}", epoch=epoch, step=step, where=directory,
-                               kept=epoch > 0 and (directory / BLOCK_CHECKPOINT).is_file(),
+                               kept=epoch > 0 and run.checkpoint.is_file(),
                                fix="lower --lr, or check the data and the teacher")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -94,31 +91,50 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
             fault_point("block-step")
             total += loss.item() * len(x)
             count += len(x)
-        scheduler.step()
-        row = {"stage": "block", "block": block.index, "epoch": epoch + 1, "loss": total / max(count, 1),
-               "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 3)}
-        log.append(row)
+        row = run.end_epoch(epoch, epochs, total / max(count, 1), started)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
-        save_checkpoint(ckpt, {"model": block.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch, "log": log,
-                               "fingerprint": key, "done": epoch + 1 == epochs})
-    if start >= epochs and ckpt.is_file():
-        block.load_state_dict(load_checkpoint(ckpt)["model"])
+    if start >= epochs and run.checkpoint.is_file():
+        block.load_state_dict(load_checkpoint(run.checkpoint)["model"])
     return log
 
 
-def resume_block(block, optimizer, scheduler, ckpt: Path, key: str, directory: Path) -> tuple[int, list]:
-    """(first epoch to run, log so far): a block's checkpoint continued when its settings match."""
-    if not ckpt.is_file():
-        return 0, []
-    state = load_checkpoint(ckpt)
-    if state.get("fingerprint") != key:
-        raise UserError(f"block {block.index} in this run was trained with other settings",
-                        where=str(directory), fix="use another --out, or the same options as before")
-    block.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return state["epoch"] + 1, state["log"]
+class BlockTraining:
+    """A block's optimizer (`make_optimizer`), its schedule (x`lr_decay` per epoch) and its
+    checkpoint, continued when the checkpoint was written with the same settings: the common part
+    of the two block trainers (teacher hooks, and precomputed teacher tensors)."""
+
+    def __init__(self, block: nn.Module, directory: Path, settings: dict, *, lr: float, lr_decay: float,
+                 weight_decay: float):
+        self.block, self.directory, self.key = block, Path(directory), fingerprint(settings)
+        self.checkpoint = self.directory / BLOCK_CHECKPOINT
+        self.optimizer = make_optimizer(block, lr, weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, lr_decay)
+        self.start, self.log = 0, []
+
+    @classmethod
+    def open(cls, block: nn.Module, directory: Path, settings: dict, **hyper: float) -> "BlockTraining":
+        run = cls(block, directory, settings, **hyper)
+        if run.checkpoint.is_file():
+            state = load_checkpoint(run.checkpoint)
+            if state.get("fingerprint") != run.key:
+                raise UserError(f"block {block.index} in this run was trained with other settings",
+                                where=str(run.directory), fix="use another --out, or the same options as before")
+            block.load_state_dict(state["model"])
+            run.optimizer.load_state_dict(state["optimizer"])
+            run.scheduler.load_state_dict(state["scheduler"])
+            run.start, run.log = state["epoch"] + 1, state["log"]
+        return run
+
+    def end_epoch(self, epoch: int, epochs: int, loss: float, started: float) -> dict:
+        """Step the schedule, log the epoch and write the checkpoint; returns the log row."""
+        self.scheduler.step()
+        row = {"stage": "block", "block": self.block.index, "epoch": epoch + 1, "loss": loss,
+               "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 3)}
+        self.log.append(row)
+        save_checkpoint(self.checkpoint, {"model": self.block.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                          "scheduler": self.scheduler.state_dict(), "epoch": epoch, "log": self.log,
+                                          "fingerprint": self.key, "done": epoch + 1 == epochs})
+        return row
 
 
 def train_on_tensors(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, directory: Path,
@@ -128,11 +144,8 @@ def train_on_tensors(block: nn.Module, inputs: torch.Tensor, targets: torch.Tens
     epoch. `draw_paths(gen, steps)` gives one path per step from the epoch's generator (after the
     data order), so a resumed block continues exactly. Returns the log."""
     directory = Path(directory)
-    ckpt = directory / BLOCK_CHECKPOINT
-    key = fingerprint(settings)
-    optimizer = make_optimizer(block, lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, lr_decay)
-    start, log = resume_block(block, optimizer, scheduler, ckpt, key, directory)
+    run = BlockTraining.open(block, directory, settings, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
+    optimizer, start, log = run.optimizer, run.start, run.log
     n = len(inputs)
     for epoch in range(start, epochs):
         if stop_after is not None and epoch - start >= stop_after:
@@ -148,19 +161,15 @@ def train_on_tensors(block: nn.Module, inputs: torch.Tensor, targets: torch.Tens
             idx = order[begin:begin + batch_size]
             loss = nn.functional.mse_loss(block(inputs[idx].float(), paths[step]), targets[idx].float())
             stop_if_not_finite(loss, what=f"block {block.index}", epoch=epoch, step=step, where=directory,
-                               kept=epoch > 0 and ckpt.is_file(), fix="lower --lr, or check the data and the teacher")
+                               kept=epoch > 0 and run.checkpoint.is_file(),
+                               fix="lower --lr, or check the data and the teacher")
             if loss.requires_grad:  # a path without parameters (e.g. an all-`none` cell) outputs constants
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
             fault_point("block-step")
             total += loss.item() * len(idx)
-        scheduler.step()
-        log.append({"stage": "block", "block": block.index, "epoch": epoch + 1, "loss": total / n,
-                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(time.perf_counter() - started, 3)})
-        save_checkpoint(ckpt, {"model": block.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "epoch": epoch, "log": log,
-                               "fingerprint": key, "done": epoch + 1 == epochs})
+        run.end_epoch(epoch, epochs, total / n, started)
     return log
 
 
