@@ -32,6 +32,7 @@ from budgetnas.io import load_safetensors
 from budgetnas.methods.dna.options import DEFAULT_OPS
 from budgetnas.methods.dna.supernet import CellSpec, parse_ops, stage_genotype
 from budgetnas.methods.dna.teacher import without_val
+from budgetnas.ranking import kendall_tau  # scipy's tau-b
 from budgetnas.train.recipes import RECIPES
 from budgetnas.train.loop import evaluate
 from budgetnas.train.trainer import train_model
@@ -39,26 +40,6 @@ from budgetnas.train.trainer import train_model
 sys.path.insert(0, str(Path(__file__).parent))
 from dna_doc import replace_section  # noqa: E402
 from dna_front import machine  # noqa: E402
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Tau-b (ties in either list handled)."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = a[i] - a[j], b[i] - b[j]
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif da * db > 0:
-                concordant += 1
-            else:
-                discordant += 1
-    denom = ((concordant + discordant + ties_a) * (concordant + discordant + ties_b)) ** 0.5
-    return (concordant - discordant) / denom if denom else 0.0
 
 
 def pick_networks(run: Path, count: int, seed: int) -> list[tuple[str, dict, float]]:
