@@ -93,9 +93,7 @@ def train_block(block: BlockSupernet, teacher: Teacher, dataset: Dataset, direct
             count += len(x)
         row = run.end_epoch(epoch, epochs, total / max(count, 1), started)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
-    if start >= epochs and run.checkpoint.is_file():
-        block.load_state_dict(load_checkpoint(run.checkpoint)["model"])
-    return log
+    return log  # a finished block's weights were loaded from its checkpoint by BlockTraining.open
 
 
 class BlockTraining:
