@@ -10,8 +10,11 @@ defaults (`mgas`: the preset's one stage), MGAS `--stages 3` (`mgas-3stage`), DA
 scaling, random + width scaling, and the hand-written network
 `examples/small_digits.json` with its widths scaled to the target. Each (dataset, target, method,
 seed) is one job whose search and training directories live under --cache; a finished job's
-result is appended to results.jsonl there, so the benchmark resumes after any kill (a killed
-search or training resumes from its own checkpoint) and can run in the background for days.
+result is appended to --results (docs/data/search_quality.jsonl, kept in the repository), so the
+benchmark resumes after any kill (a killed search or training resumes from its own checkpoint)
+and goes on from the finished jobs on another machine: it can run in the background for days.
+Jobs run seed by seed, and within a seed target by target, so a first paired comparison comes
+early.
 
 The hand-written row takes the cells of examples/small_digits.json (its normal and reduction cells)
 at the protocol's depth and scales only their widths.
@@ -136,8 +139,7 @@ def run_job(job: dict, proto: dict, data: list, cache: Path, threads: int) -> di
             "job_seconds": round(time.time() - started, 1)}
 
 
-def load_results(cache: Path) -> list[dict]:
-    path = cache / "results.jsonl"
+def load_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
@@ -154,7 +156,7 @@ def run_all(args) -> None:
         data += ["--data-dir", str(args.data_dir)]
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    finished = {key(r) for r in load_results(cache)}
+    finished = {key(r) for r in load_results(args.results)}
     jobs = [{"dataset": args.dataset, "target": t, "method": m, "seed": s}
             for s in args.seeds for t in proto["targets"] for m in args.methods]
     jobs = [j for j in jobs if key(j) not in finished]
@@ -166,7 +168,7 @@ def run_all(args) -> None:
         except Exception as exc:  # noqa: BLE001 - reported, the other jobs go on
             print(f"FAILED {job}: {exc}", flush=True)
             return
-        with open(cache / "results.jsonl", "a") as fh:
+        with open(args.results, "a") as fh:  # one whole line per finished job
             fh.write(json.dumps(row) + "\n")
         print(f"done {key(row)}: acc {row['test_acc']:.4f} params {row['params_nonzero']} "
               f"({row['job_seconds']:.0f} s)", flush=True)
@@ -182,44 +184,59 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
 
 
-def write_page(cache: Path, page: Path, command: str) -> None:
-    rows = load_results(cache)
-    lines = ["# Search quality: accuracy at equal size", "",
-             f"Results of `benchmarks/search_quality.py` ({command}). Machine: {platform.processor() or platform.machine()}, "
-             f"{os.cpu_count()} cores; page written {_dt.date.today().isoformat()}.", "",
-             "Every method searched through the CLI, every network retrained with the same command, "
-             "test accuracy on the whole test split (last epoch). Paired difference = method minus MGAS "
-             "on the same seed, mean ± std over seeds. Latency: batch 1, 1 thread, median of 30 runs.", ""]
+def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
+    """One table per target: every method's mean, per-seed accuracies and paired difference."""
+    lines = []
+    for target in sorted({r["target"] for r in rows if r["dataset"] == dataset}):
+        here = [r for r in rows if r["dataset"] == dataset and r["target"] == target]
+        mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
+        lines += [f"### target {target:,} non-zero params", "",
+                  "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
+                  "paired diff vs MGAS (pp) | latency ms | search s | search peak MB |",
+                  "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for method in METHODS:
+            rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
+            if not rs:
+                continue
+            accs = [r["test_acc"] for r in rs]
+            diffs = [r["test_acc"] - mgas[r["seed"]] for r in rs if r["seed"] in mgas]
+            params = statistics.mean(r["params_nonzero"] for r in rs)
+            lat = [r["latency_ms_b1_t1"] for r in rs if r.get("latency_ms_b1_t1")]
+            srch = [r["search_seconds"] for r in rs if r.get("search_seconds") is not None]
+            peak = [r["search_peak_mb"] for r in rs if r.get("search_peak_mb")]
+            cells = [method, str(len(rs)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
+                     mean_std(accs), ", ".join(f"{100 * a:.1f}" for a in accs),
+                     "-" if method == "mgas" or not diffs else mean_std(diffs),
+                     f"{statistics.median(lat):.2f}" if lat else "-",
+                     f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def write_page(results: Path, page: Path, command: str) -> None:
+    """Write (or refresh) the tables of every dataset in `results`. On an existing page only the
+    generated block of each dataset is replaced, so the readings written around it are kept."""
+    rows = load_results(results)
+    text = page.read_text() if page.is_file() else "\n".join([
+        "# Search quality: accuracy at equal size", "",
+        f"Results of `benchmarks/search_quality.py`. Machine: {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores.", "",
+        "Every method searched through the CLI, every network retrained with the same command, "
+        "test accuracy on the whole test split (last epoch). Paired difference = method minus MGAS "
+        "on the same seed, mean ± std over seeds. Latency: batch 1, 1 thread, median of 30 runs.", ""])
     for dataset in sorted({r["dataset"] for r in rows}):
-        lines += [f"## {dataset}", ""]
-        for target in sorted({r["target"] for r in rows if r["dataset"] == dataset}):
-            here = [r for r in rows if r["dataset"] == dataset and r["target"] == target]
-            mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
-            lines += [f"### target {target:,} non-zero params", "",
-                      "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
-                      "paired diff vs MGAS (pp) | latency ms | search s | search peak MB |",
-                      "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-            for method in METHODS:
-                rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
-                if not rs:
-                    continue
-                accs = [r["test_acc"] for r in rs]
-                diffs = [r["test_acc"] - mgas[r["seed"]] for r in rs if r["seed"] in mgas]
-                params = statistics.mean(r["params_nonzero"] for r in rs)
-                lat = [r["latency_ms_b1_t1"] for r in rs if r.get("latency_ms_b1_t1")]
-                srch = [r["search_seconds"] for r in rs if r.get("search_seconds") is not None]
-                peak = [r["search_peak_mb"] for r in rs if r.get("search_peak_mb")]
-                cells = [method, str(len(rs)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
-                         mean_std(accs), ", ".join(f"{100 * a:.1f}" for a in accs),
-                         "-" if method == "mgas" or not diffs else mean_std(diffs),
-                         f"{statistics.median(lat):.2f}" if lat else "-",
-                         f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
-                lines.append("| " + " | ".join(cells) + " |")
-            lines.append("")
+        begin, end = f"<!-- search_quality:{dataset} -->", f"<!-- /search_quality:{dataset} -->"
+        block = "\n".join([begin, f"_Tables written {_dt.date.today().isoformat()} from {results.name} "
+                                  f"(`{command}`)._", "", *dataset_tables(rows, dataset), end])
+        if begin in text and end in text:
+            text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+        else:
+            text = text.rstrip("\n") + f"\n\n## {dataset}\n\n{block}\n"
     from budgetnas.io import atomic_write
 
     with atomic_write(page, "w") as fh:  # a page is never left half-written
-        fh.write("\n".join(lines) + "\n")
+        fh.write(text.rstrip("\n") + "\n")
     print(f"wrote {page}")
 
 
@@ -231,11 +248,14 @@ def main() -> None:
     parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    parser.add_argument("--cache", default=str(ROOT / ".cache" / "search_quality"))
+    parser.add_argument("--cache", default=str(ROOT / ".cache" / "search_quality"),
+                        help="run directories of searches and trainings (resumable)")
+    parser.add_argument("--results", type=Path, default=ROOT / "docs" / "data" / "search_quality.jsonl",
+                        help="one line per finished job; kept in the repository")
     parser.add_argument("--page", type=Path, default=None, help="write the results page and exit")
     args = parser.parse_args()
     if args.page:
-        write_page(Path(args.cache), args.page, " ".join(sys.argv[1:]))
+        write_page(args.results, args.page, " ".join(sys.argv[1:]))
         return
     run_all(args)
 
