@@ -2,13 +2,14 @@
 
     python benchmarks/search_quality.py --dataset digits --seeds 0,1,2 --workers 2
     python benchmarks/search_quality.py --dataset cifar --data-dir CACHE/cifar10 --seeds 0,1,2 --workers 2
-    python benchmarks/search_quality.py --page docs/bench_quality.md     # write the page from the cache
+    python benchmarks/search_quality.py --page docs/bench_quality.md     # refresh the page from --results
 
 Every method is run through the CLI and every found network is retrained with the same command,
 then timed at batch 1 on one thread (`budgetnas profile --latency`). Rows: MGAS with its
 defaults (`mgas`: the preset's one stage), MGAS `--stages 3` (`mgas-3stage`), DARTS + width
 scaling, random + width scaling, and the hand-written network
-`examples/small_digits.json` with its widths scaled to the target. Each (dataset, target, method,
+`examples/small_digits.json` with its widths scaled to the target (`--methods mgas-cubic` adds
+MGAS with `--plan cubic`). Each (dataset, target, method,
 seed) is one job whose search and training directories live under --cache; a finished job's
 result is appended to --results (docs/data/search_quality.jsonl, kept in the repository), so the
 benchmark resumes after any kill (a killed search or training resumes from its own checkpoint)
@@ -55,6 +56,7 @@ PROTOCOLS = {
               "random": ["--layers", "5", "--candidates", "6"]},
 }
 METHODS = ["mgas", "mgas-3stage", "darts", "random", "handwritten"]
+OPTIONAL = {"mgas-cubic": ["--plan", "cubic"]}  # variants run only when --methods names them
 
 
 def cli(args: list, log: Path, threads: int) -> None:
@@ -83,7 +85,8 @@ def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Pat
         return out / "arch.json"
     name = "mgas" if method.startswith("mgas") else method
     extra = {"mgas": proto["mgas"], "mgas-3stage": [*proto["mgas"], "--stages", "3"],
-             "darts": proto["darts"], "random": proto["random"]}[method]
+             "darts": proto["darts"], "random": proto["random"],
+             **{name: [*proto["mgas"], *flags] for name, flags in OPTIONAL.items()}}[method]
     cli(["search", name, *common, *extra, *resumable(out, "summary.json")], log, threads)
     return out / "arch.json"
 
@@ -194,7 +197,7 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
                   "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
                   "paired diff vs MGAS (pp) | latency ms | search s | search peak MB |",
                   "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-        for method in METHODS:
+        for method in [*METHODS, *OPTIONAL]:
             rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -245,7 +248,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(PROTOCOLS), default="digits")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",")], default=[0, 1, 2])
-    parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS)
+    parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS,
+                        help=f"comma-separated, from {', '.join([*METHODS, *OPTIONAL])}")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--cache", default=str(ROOT / ".cache" / "search_quality"),

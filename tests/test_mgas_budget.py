@@ -55,6 +55,23 @@ def test_correction_follows_the_realised_shift():
     assert ctl.corrected(4.0, commanded=0.2, realised=0.01) == ctl.CORRECTION_RANGE[1]
 
 
+def test_cubic_plan_cuts_most_early_and_least_at_the_end():
+    sizes = [ctl.planned_size(1000, 10, k, 4, "cubic") for k in range(6)]
+    assert sizes[0] == 1000 and sizes[4] == sizes[5] == pytest.approx(10)
+    assert sizes[2] == pytest.approx(10 + 990 / 8)
+    cuts = [a - b for a, b in zip(sizes, sizes[1:4])]
+    assert cuts == sorted(cuts, reverse=True)  # every step smaller than the one before
+    geometric = [ctl.planned_size(1000, 10, k, 4) for k in range(5)]
+    # the last step removes a smaller share than the geometric plan's equal shares
+    assert sizes[3] / sizes[4] < geometric[3] / geometric[4]
+    # the option reaches the settings the controller reads (geometric stays the default)
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.settings import settings_from
+
+    assert settings_from(MGASOptions(plan="cubic")).plan == "cubic"
+    assert settings_from(MGASOptions()).plan == "geometric"
+
+
 def test_plan_is_geometric_and_per_cell():
     assert ctl.planned_size(1000, 10, 0, 4) == 1000
     assert ctl.planned_size(1000, 10, 2, 4) == pytest.approx(100)

@@ -73,11 +73,21 @@ def phase_goal(phase: int, phase_cells: list[range], *, goal: float, total_now: 
     return max(goal, min(planned, total_now))
 
 
-def planned_size(start: float, goal: float, point: int, points: int) -> float:
-    """Geometric interpolation from `start` (point 0) to `goal` (point `points` and after)."""
+PLAN_SHAPES = ("geometric", "cubic")
+
+
+def planned_size(start: float, goal: float, point: int, points: int, shape: str = "geometric") -> float:
+    """The plan from `start` (point 0) to `goal` (point `points` and after).
+
+    geometric: equal steps in log size. cubic: the gradual-pruning schedule of Zhu & Gupta
+    (2017), `goal + (start - goal) (1 - k/points)^3`: large cuts while the supernet is large and
+    redundant, small ones at the end, where each removed unit matters most and the supernet has
+    the least to spare."""
     if points <= 0 or start <= 0 or goal <= 0:
         return goal
     k = min(max(point, 0), points)
+    if shape == "cubic":
+        return goal + (start - goal) * (1 - k / points) ** 3
     return start * (goal / start) ** (k / points)
 
 

@@ -43,6 +43,9 @@ class MGASOptions(TargetOptions):
     lambda_schedule: Literal["budget", "paper"] = Field(
         "budget", description="budget = plan the size to the target and steer lambda to it; "
                               "paper = the published schedule (docs/mgas.md §4)")
+    plan: Literal["geometric", "cubic"] | None = Field(
+        None, description="shape of the budget controller's size plan: geometric = equal steps in "
+                          "log size; cubic = large cuts first, small ones at the end")
     mu: float | None = Field(None, ge=0, description="weight of the ops' latency cost in R_size "
                                                      "(0 = as published; tiny: 0.1)")
     lr_alpha: float | None = Field(None, gt=0, description="learning rate of alpha (1)")

@@ -41,6 +41,7 @@ class SearchSettings:
     grad_clip: float = 5.0
     # budget controller, op cost and augmentation (docs/mgas.md §10)
     lambda_schedule: str = "budget"  # "budget" (controller.py) or "paper" (docs/mgas.md §4 schedule)
+    plan: str = "geometric"  # shape of the budget controller's size plan (controller.PLAN_SHAPES)
     augment: bool = True  # crop/flip/Cutout during search, as in retraining (data.Augment)
     cutout: int | None = None  # None: Augment.standard's size for the dataset
     threshold_momentum: float = 0.9  # SGD momentum of t_op, t_fil, t_w (0.9 as published)

@@ -60,7 +60,8 @@ class Steering:
         if st.plan_start is None:
             self.start_plan(phase)
         searched = st.epoch_in_phase - phase.warmup
-        goal = ctl.planned_size(st.plan_start, st.plan_goal, searched + 1, phase.max_epochs)
+        goal = ctl.planned_size(st.plan_start, st.plan_goal, searched + 1, phase.max_epochs,
+                               s.s.plan)
         steps = math.ceil(len(s.ds.train) / (s.s.batch_size * s.world))
         moves = {key: (p, self.carry_over(p, steps), push * self.rate_of(key[1], steps))
                  for key, (p, push) in self.push(phase).items()}
@@ -145,4 +146,4 @@ class Steering:
         commit(s.net, cells=phase.commit_cells)
         st.gated = s.sizer(s.net)
         restore(s.net, masks)
-        st.planned = ctl.planned_size(st.plan_start, st.plan_goal, searched, phase.max_epochs)
+        st.planned = ctl.planned_size(st.plan_start, st.plan_goal, searched, phase.max_epochs, s.s.plan)
