@@ -183,6 +183,8 @@ def run_all(args) -> None:
 def mean_std(values: list[float]) -> str:
     if not values:
         return "-"
+    if len(values) == 1:  # one seed: no spread to show
+        return f"{100 * values[0]:.2f}"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
 

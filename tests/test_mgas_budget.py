@@ -55,6 +55,27 @@ def test_correction_follows_the_realised_shift():
     assert ctl.corrected(4.0, commanded=0.2, realised=0.01) == ctl.CORRECTION_RANGE[1]
 
 
+def test_brake_stops_the_push_once_the_gated_size_is_on_the_plan():
+    from types import SimpleNamespace
+
+    from budgetnas.methods.mgas.settings import SearchState
+    from budgetnas.methods.mgas.steering import Steering
+
+    state = SearchState(epoch_goal=100.0, correction=1.0, shift=0.2, t_start=0.0)
+    steering = Steering(SimpleNamespace(state=state), regularizers=None)
+    sizes = iter([130, 101, 99, 150])
+    steering.gated_size = lambda phase: next(sizes)
+    steering.mean_op_threshold = lambda phase: 0.05  # moved less than commanded
+    assert not steering.brake(None, 8) and not steering.brake(None, 16)  # above the plan
+    assert steering.brake(None, 24) and state.braked == 24  # reached: no push for the rest
+    assert steering.brake(None, 32) and state.braked == 24  # stays braked, first step kept
+    steering.after_epoch(None)
+    assert state.correction == 1.0  # a braked epoch's short motion is not CE's push-back
+    state.braked = None
+    steering.after_epoch(None)
+    assert state.correction == 2.0
+
+
 def test_cubic_plan_cuts_most_early_and_least_at_the_end():
     sizes = [ctl.planned_size(1000, 10, k, 4, "cubic") for k in range(6)]
     assert sizes[0] == 1000 and sizes[4] == sizes[5] == pytest.approx(10)
@@ -199,3 +220,18 @@ def test_learned_gates_do_the_pruning_at_every_level(tmp_path):
         assert all(set(v) == {"ops", "filters", "weights", "size"} for v in row["pruned"].values())
     removed = sum(units[m]["size"] for m in ("gates", "land", "force"))
     assert removed - units["regrow"]["size"] == log[0]["size"] - summary["params_nonzero"]
+
+
+def test_search_loop_brakes_where_the_controller_says_so(tmp_path, monkeypatch):
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.steering import Steering
+    from budgetnas.runs import run_method
+
+    # every check finds the gated size on the plan: each pushing epoch stops at its first check
+    monkeypatch.setattr(Steering, "gated_size", lambda self, phase: 0)
+    out = run_method("mgas", MGASOptions(**{**TINY, "brake_every": 3, "max_final_epochs": 2},
+                                         target_params=12000, out=tmp_path / "run"), progress=False)
+    rows = read_log(out)
+    pushed = [row for row in rows if row["kind"] == "search" and row["lambda"] > 0]
+    assert pushed and all(row["braked_at_step"] == 3 for row in pushed)
+    assert all(row["braked_at_step"] is None for row in rows if row not in pushed)

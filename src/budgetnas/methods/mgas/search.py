@@ -100,17 +100,18 @@ class MGASSearch:
         if s.bilevel and kind == "search":
             val_iter = iter(self._cycle_val(gen))
         totals = {"ce": 0.0, "r_size": 0.0, "r_thr": 0.0, "correct": 0.0, "n": 0.0}
+        steps = -(-len(self.ds.train) // (s.batch_size * self.world))
         for step, (x, y) in enumerate(batches(self.ds.train, self.ds, s.batch_size, gen=gen,
                                               shuffle=True, augment=self.augment, rank=self.rank,
                                               world_size=self.world, device=self.device)):
             search = kind == "search"
             if val_iter is not None:  # bi-level: architecture step on held-out batches
                 vx, vy = next(val_iter)
-                loss, *_ = self._loss(phase, vx, vy, st.lam, search)
+                loss, *_ = self._loss(phase, vx, vy, st.lam if st.braked is None else 0.0, search)
                 self._stop_if_not_finite(loss, step)
                 self._step(loss, params, arch=True, weights=False)
-            loss, ce, r_size, r_thr, logits = self._loss(phase, x, y, st.lam if search else 0.0,
-                                                         search)
+            lam = st.lam if search and st.braked is None else 0.0
+            loss, ce, r_size, r_thr, logits = self._loss(phase, x, y, lam, search)
             self._stop_if_not_finite(loss, step)
             self._step(loss, params, arch=kind == "search" and val_iter is None, weights=True,
                        weight_params=weight_params)
@@ -119,6 +120,9 @@ class MGASSearch:
             totals["r_thr"] += r_thr.item() * len(y)
             totals["correct"] += float((logits.argmax(1) == y).sum())
             totals["n"] += len(y)
+            if (search and lam > 0 and self.budget() and s.brake_every and (step + 1) % s.brake_every == 0
+                    and step + 1 < steps):
+                self.steering.brake(phase, step + 1)  # the plan's point reached: stop pushing
             fault_point("search-step")
         keys = list(totals)
         summed = dict(zip(keys, dist_utils.all_reduce_sum([totals[k] for k in keys], self.device)))
@@ -218,6 +222,7 @@ class MGASSearch:
         started = time.perf_counter()
         reset_peak_memory(self.device)
         self.ledger.new_epoch()
+        st.braked = None  # set again only by a braked search epoch
         if self.budget() and kind == "search":
             self.steering.before_epoch(phase)  # budget controller: this epoch's lambda
         stats = self.train_epoch(phase, kind)
@@ -290,7 +295,7 @@ class MGASSearch:
                 "lambda": self.state.lam, **{k: round(v, 6) for k, v in stats.items()},
                 "size": self.sizer(self.net), "size_unit": self.unit, "target": self.goal,
                 "planned": self.state.planned, "gated": self.state.gated, "shift": self.state.shift,
-                "correction": self.state.correction,
+                "correction": self.state.correction, "braked_at_step": self.state.braked,
                 **ratios, "pruned": self.ledger.epoch, "val_acc": self.evaluate(phase),
                 "seconds": round(time.perf_counter() - started, 3),
                 "peak_memory_mb": round(peak_memory_mb(self.device), 1)}

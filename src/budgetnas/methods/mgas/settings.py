@@ -42,6 +42,7 @@ class SearchSettings:
     # budget controller, op cost and augmentation (docs/mgas.md §10)
     lambda_schedule: str = "budget"  # "budget" (controller.py) or "paper" (docs/mgas.md §4 schedule)
     plan: str = "geometric"  # shape of the budget controller's size plan (controller.PLAN_SHAPES)
+    brake_every: int = 0  # steps between the controller's in-epoch checks of the gated size (0: none)
     augment: bool = True  # crop/flip/Cutout during search, as in retraining (data.Augment)
     cutout: int | None = None  # None: Augment.standard's size for the dataset
     threshold_momentum: float = 0.9  # SGD momentum of t_op, t_fil, t_w (0.9 as published)
@@ -74,6 +75,8 @@ class SearchState:
     shift: float = 0.0
     correction: float = 1.0
     t_start: float = 0.0  # mean op threshold when the epoch's lambda was set
+    epoch_goal: float | None = None  # the plan's point at the end of this search epoch
+    braked: int | None = None  # step of this epoch at which the gated size reached epoch_goal
     pruned: dict | None = None  # ledger totals (ledger.py)
 
 

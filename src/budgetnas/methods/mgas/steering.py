@@ -67,6 +67,7 @@ class Steering:
                  for key, (p, push) in self.push(phase).items()}
         effective = ctl.find_lambda(lambda lam: self.size_with(phase, moves, lam), goal)
         st.lam = effective * st.correction
+        st.epoch_goal, st.braked = goal, None
         st.t_start = self.mean_op_threshold(phase)
         st.shift = effective * self.mean_op_move(phase, moves)
 
@@ -132,18 +133,40 @@ class Steering:
         live = [moves[(i, "t_op")][2][c.alive_op] for i, c in cells.items()]
         return float(torch.cat(live).mean()) if live else 0.0
 
+    # ---------------------------------------------------------------- during a search epoch
+    def brake(self, phase, step: int) -> bool:
+        """The in-epoch brake (`--brake-every N`, off by default; docs/mgas.md 10.9): once the gated
+        size has reached the epoch's planned point, lambda is 0 for the rest of the epoch. The
+        feed-forward model does not see CE spreading tied scores, and at the first search epoch of
+        the CIFAR-10 supernet the thresholds crossed the whole cliff (413k -> 131k params against
+        a plan of 334k). The same rule as between epochs (lambda 0 at or below the plan), checked
+        every N steps."""
+        st = self.search.state
+        if st.braked is None and st.epoch_goal is not None and self.gated_size(phase) <= st.epoch_goal:
+            st.braked = step
+        return st.braked is not None
+
     # ---------------------------------------------------------------- after a search epoch
     def after_epoch(self, phase) -> None:
-        """Before the commit: learn the gain from how far the op thresholds really moved."""
+        """Before the commit: learn the gain from how far the op thresholds really moved (not
+        after a braked epoch, whose commanded shift was cut short on purpose)."""
         st = self.search.state
         moved = self.mean_op_threshold(phase) - st.t_start
-        st.correction = ctl.corrected(st.correction, st.shift, moved)
+        if st.braked is None:
+            st.correction = ctl.corrected(st.correction, st.shift, moved)
+
+    @torch.no_grad()
+    def gated_size(self, phase) -> int:
+        """The exported size if every closed gate of the phase were committed now."""
+        s = self.search
+        masks = snapshot(s.net)
+        commit(s.net, cells=phase.commit_cells)
+        size = s.sizer(s.net)
+        restore(s.net, masks)
+        return size
 
     def after_commit(self, phase, searched: int) -> None:
         """The gated size against the plan at this control point (for the log)."""
         s, st = self.search, self.search.state
-        masks = snapshot(s.net)
-        commit(s.net, cells=phase.commit_cells)
-        st.gated = s.sizer(s.net)
-        restore(s.net, masks)
+        st.gated = self.gated_size(phase)
         st.planned = ctl.planned_size(st.plan_start, st.plan_goal, searched, phase.max_epochs, s.s.plan)
