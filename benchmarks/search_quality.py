@@ -2,7 +2,7 @@
 
     python benchmarks/search_quality.py --dataset digits --seeds 0,1,2 --workers 2
     python benchmarks/search_quality.py --dataset cifar --data-dir CACHE/cifar10 --seeds 0,1,2 --workers 2
-    python benchmarks/search_quality.py --page docs/bench_quality.md     # refresh the page from --results
+    python benchmarks/search_quality.py --dataset cifar --page docs/bench_quality.md  # refresh its tables
 
 Every method is run through the CLI and every found network is retrained with the same command,
 then timed at batch 1 on one thread (`budgetnas profile --latency`). Rows: MGAS with its
@@ -219,9 +219,9 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
     return lines
 
 
-def write_page(results: Path, page: Path, command: str) -> None:
-    """Write (or refresh) the tables of every dataset in `results`. On an existing page only the
-    generated block of each dataset is replaced, so the readings written around it are kept."""
+def write_page(results: Path, page: Path, command: str, dataset: str) -> None:
+    """Write (or refresh) the tables of `dataset` from `results`. On an existing page only the
+    dataset's generated block is replaced, so the readings written around it are kept."""
     rows = load_results(results)
     text = page.read_text() if page.is_file() else "\n".join([
         "# Search quality: accuracy at equal size", "",
@@ -230,7 +230,7 @@ def write_page(results: Path, page: Path, command: str) -> None:
         "Every method searched through the CLI, every network retrained with the same command, "
         "test accuracy on the whole test split (last epoch). Paired difference = method minus MGAS "
         "on the same seed, mean ± std over seeds. Latency: batch 1, 1 thread, median of 30 runs.", ""])
-    for dataset in sorted({r["dataset"] for r in rows}):
+    if any(r["dataset"] == dataset for r in rows):
         begin, end = f"<!-- search_quality:{dataset} -->", f"<!-- /search_quality:{dataset} -->"
         block = "\n".join([begin, f"_Tables written {_dt.date.today().isoformat()} from {results.name} "
                                   f"(`{command}`)._", "", *dataset_tables(rows, dataset), end])
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--page", type=Path, default=None, help="write the results page and exit")
     args = parser.parse_args()
     if args.page:
-        write_page(args.results, args.page, " ".join(sys.argv[1:]))
+        write_page(args.results, args.page, " ".join(sys.argv[1:]), args.dataset)
         return
     run_all(args)
 
