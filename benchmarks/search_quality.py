@@ -86,7 +86,7 @@ def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Pat
     name = "mgas" if method.startswith("mgas") else method
     extra = {"mgas": proto["mgas"], "mgas-3stage": [*proto["mgas"], "--stages", "3"],
              "darts": proto["darts"], "random": proto["random"],
-             **{name: [*proto["mgas"], *flags] for name, flags in OPTIONAL.items()}}[method]
+             **{variant: [*proto["mgas"], *flags] for variant, flags in OPTIONAL.items()}}[method]
     cli(["search", name, *common, *extra, *resumable(out, "summary.json")], log, threads)
     return out / "arch.json"
 
@@ -185,8 +185,7 @@ def mean_std(values: list[float]) -> str:
         return "-"
     if len(values) == 1:  # one seed: no spread to show
         return f"{100 * values[0]:.2f}"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * sd:.2f}"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def dataset_tables(rows: list[dict], dataset: str) -> list[str]:

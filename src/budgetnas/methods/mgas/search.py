@@ -89,6 +89,10 @@ class MGASSearch:
             return "frozen"
         return "warmup" if self.state.epoch_in_phase < phase.warmup else "search"
 
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps of one training epoch on this rank."""
+        return -(-len(self.ds.train) // (self.s.batch_size * self.world))
+
     def train_epoch(self, phase: Phase, kind: str) -> dict:
         s, st = self.s, self.state
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, st.global_epoch))
@@ -100,17 +104,17 @@ class MGASSearch:
         if s.bilevel and kind == "search":
             val_iter = iter(self._cycle_val(gen))
         totals = {"ce": 0.0, "r_size": 0.0, "r_thr": 0.0, "correct": 0.0, "n": 0.0}
-        steps = -(-len(self.ds.train) // (s.batch_size * self.world))
+        steps = self.steps_per_epoch()
         for step, (x, y) in enumerate(batches(self.ds.train, self.ds, s.batch_size, gen=gen,
                                               shuffle=True, augment=self.augment, rank=self.rank,
                                               world_size=self.world, device=self.device)):
             search = kind == "search"
+            lam = st.lam if search and st.braked is None else 0.0
             if val_iter is not None:  # bi-level: architecture step on held-out batches
                 vx, vy = next(val_iter)
-                loss, *_ = self._loss(phase, vx, vy, st.lam if st.braked is None else 0.0, search)
+                loss, *_ = self._loss(phase, vx, vy, lam, search)
                 self._stop_if_not_finite(loss, step)
                 self._step(loss, params, arch=True, weights=False)
-            lam = st.lam if search and st.braked is None else 0.0
             loss, ce, r_size, r_thr, logits = self._loss(phase, x, y, lam, search)
             self._stop_if_not_finite(loss, step)
             self._step(loss, params, arch=kind == "search" and val_iter is None, weights=True,

@@ -16,7 +16,6 @@ for it (controller.corrected).
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -62,12 +61,12 @@ class Steering:
         searched = st.epoch_in_phase - phase.warmup
         goal = ctl.planned_size(st.plan_start, st.plan_goal, searched + 1, phase.max_epochs,
                                s.s.plan)
-        steps = math.ceil(len(s.ds.train) / (s.s.batch_size * s.world))
+        steps = s.steps_per_epoch()
         moves = {key: (p, self.carry_over(p, steps), push * self.rate_of(key[1], steps))
                  for key, (p, push) in self.push(phase).items()}
         effective = ctl.find_lambda(lambda lam: self.size_with(phase, moves, lam), goal)
         st.lam = effective * st.correction
-        st.epoch_goal, st.braked = goal, None
+        st.epoch_goal = goal  # st.braked was cleared at the start of the epoch (search.one_epoch)
         st.t_start = self.mean_op_threshold(phase)
         st.shift = effective * self.mean_op_move(phase, moves)
 
