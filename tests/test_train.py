@@ -116,3 +116,14 @@ def test_init_from_weights_with_zero_epochs_only_evaluates(tmp_path, cli_in_proc
     assert tuned.returncode == 0, tuned.stderr
     missing = cli_in_process("train", small_arch_path, "--init-from", tmp_path / "nowhere", "--epochs", "0", "--out", tmp_path / "x")
     assert missing.returncode == 2 and "--init-from" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_non_main_rank_writes_nothing_in_the_run_directory(tmp_path, monkeypatch, small_arch_path):
+    """Rank 0 alone writes: another rank writing beside it raced its removal of stale temporary files."""
+    from budgetnas.cli import main
+
+    monkeypatch.setenv("RANK", "1")  # WORLD_SIZE unset: no process group, only the rank's role
+    out = tmp_path / "run"
+    out.mkdir()
+    assert main(["train", str(small_arch_path), "--epochs", "1", "--out", str(out), "--threads", "1"]) == 0
+    assert list(out.iterdir()) == []

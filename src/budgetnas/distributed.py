@@ -41,6 +41,12 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def barrier() -> None:
+    """Wait for every rank (no-op without torchrun)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def broadcast_state(module: torch.nn.Module) -> None:
     """Make every rank hold rank 0's parameters and buffers (BN statistics drift per rank)."""
     if dist.is_initialized():

@@ -57,6 +57,9 @@ class RunContext:
         resume = self.opts.resume if resume is None else resume
         self.out = prepare_run_dir(self.opts.out, self.command, resume=resume)
         write_run_info(self.out, None, self.opts, device=self.device, resumed=resume)
+        # No rank may write before rank 0 has locked the directory and removed the temporary
+        # files of a killed run: it would delete another rank's file in mid-write.
+        dist_utils.barrier()
         return self.out
 
     @property

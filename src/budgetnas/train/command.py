@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     init = load_init(opts.init_from) if opts.init_from else None
     ctx = RunContext("train", opts)
     out = ctx.open()
-    save_arch(arch, out, "arch.json")
+    if ctx.is_main:
+        save_arch(arch, out, "arch.json")
     recipe = make_recipe(opts)
     metrics = train_model(arch, ctx.dataset, out, recipe, seed=opts.seed, device=ctx.device,
                           resume=opts.resume, stop_after=opts.stop_after, options=ctx.fingerprint(),
