@@ -161,7 +161,7 @@ def run_all(args) -> None:
     cache.mkdir(parents=True, exist_ok=True)
     finished = {key(r) for r in load_results(args.results)}
     jobs = [{"dataset": args.dataset, "target": t, "method": m, "seed": s}
-            for s in args.seeds for t in proto["targets"] for m in args.methods]
+            for s in args.seeds for t in (args.targets or proto["targets"]) for m in args.methods]
     jobs = [j for j in jobs if key(j) not in finished]
     print(f"{len(jobs)} jobs to run ({len(finished)} cached) with {args.workers} workers", flush=True)
 
@@ -249,6 +249,8 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(PROTOCOLS), default="digits")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--seeds", type=lambda t: [int(v) for v in t.split(",")], default=[0, 1, 2])
+    parser.add_argument("--targets", type=lambda t: [int(v) for v in t.split(",")], default=None,
+                        help="comma-separated non-zero params targets (default: the protocol's)")
     parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS,
                         help=f"comma-separated, from {', '.join([*METHODS, *OPTIONAL])}")
     parser.add_argument("--workers", type=int, default=2)
