@@ -108,7 +108,7 @@ def test_merging_several_ops_per_edge_with_masks_and_dead_filters():
     from budgetnas.arch import Arch
     from budgetnas.spaces import get_space
     from budgetnas.spaces.darts import OPS
-    from budgetnas.spaces.darts_deploy import MergedConvs
+    from budgetnas.spaces.darts_deploy import MergedConvs, MergedReduces
 
     edges = [{"from": s, "to": d, "op": op} for d in range(2, 6) for s in (0, 1) for op in OPS]
     for e in edges:
@@ -135,6 +135,11 @@ def test_merging_several_ops_per_edge_with_masks_and_dead_filters():
         assert (deployed(x) - model(x)).abs().max() < 1e-9
     merged = [m for m in deployed.modules() if isinstance(m, MergedConvs)]
     assert len(merged) == 3 * 8 * 2  # per cell, per edge: one chain of sep convs, one of dil convs
+    pools = [m for m in deployed.modules() if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d))]
+    assert len(pools) == 3 * 2 * 2  # per cell, one of each kind per source node (not one per edge)
+    assert not [m for m in deployed.modules() if isinstance(m, torch.nn.BatchNorm2d)]  # pools' BNs folded
+    reduces = [m for m in deployed.modules() if isinstance(m, MergedReduces)]
+    assert len(reduces) == 2 and all(len(m.ranges) == 4 for m in reduces)  # the reduction cell's skips
 
 
 @pytest.mark.parametrize("space,config,genotype", [
