@@ -11,7 +11,11 @@
 4. metrics (`budgetnas.ranking`): Kendall tau, Spearman rho, mean tau within 10 equal-count params
    bins, top-5 % precision, the accuracy of each score's pick under 5 params budgets and its regret
    against the table's best under the same budget.
-A killed run continues from the cached steps when started again with the same arguments.
+5. combinations (`ranking.rank_mean`, the mean of normalised ranks): DNA + NASWOT, and as their
+   control NASWOT + params and DNA + NASWOT + params (does DNA add what the others lack?).
+A killed run continues from the cached steps when started again with the same arguments. A
+finished run keeps every cell's block ratings and NASWOT score in --keep (committed, gzip CSV), so
+`--saved FILE` measures them again on any machine in seconds.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/dna_ranking.py --data-dir DIR [--write docs/bench_dna.md]
 """
@@ -43,6 +47,48 @@ TITLE = "Ranking NAS-Bench-201 cells (CIFAR-10): DNA vs params vs NASWOT"
 FULL_SCALE = {"in_channels": 3, "num_classes": 10, "input_size": 32, "C": 16, "cells_per_stage": 5}
 FULL_SCALE_MAX = 1_600_000  # above every cell of the benchmark's network (1,531,546 params)
 BUDGET_QUANTILES = (0.1, 0.3, 0.5, 0.7, 1.0)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+KEEP = ROOT / "docs" / "data" / "dna_nb201_scores.csv.gz"
+COLUMNS = ("block0", "block1", "block2", "naswot")
+
+
+def keep_scores(path: Path, blocks: list[np.ndarray], naswot: np.ndarray) -> None:
+    """Every cell's three block ratings (lower is better) and NASWOT score, one gzip CSV row each."""
+    import gzip
+    import io
+
+    from budgetnas.io import atomic_write
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(("arch", *COLUMNS))
+    for k, cell in enumerate(all_cells()):
+        writer.writerow((string_of_cell(cell), *(f"{b[k]:.6g}" for b in blocks), f"{naswot[k]:.6g}"))
+    with atomic_write(path) as fh:  # mtime 0: the same scores give the same bytes
+        fh.write(gzip.compress(text.getvalue().encode(), mtime=0))
+
+
+def saved_scores(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
+    """(block ratings, NASWOT) from a --keep file, in `all_cells()` order."""
+    import gzip
+
+    columns = {c: np.full(15625, np.nan) for c in COLUMNS}
+    with gzip.open(path, "rt", newline="") as fh:
+        for row in csv.DictReader(fh):
+            k = cell_index(cell_of_string(row["arch"]))
+            for c in COLUMNS:
+                columns[c][k] = float(row[c])
+    if any(np.isnan(v).any() for v in columns.values()):
+        raise SystemExit(f"{path}: not every cell has all of {', '.join(COLUMNS)}")
+    return [columns[f"block{i}"] for i in range(3)], columns["naswot"]
+
+
+def combinations(dna: np.ndarray, naswot: np.ndarray, params: np.ndarray) -> dict[str, np.ndarray]:
+    return {"DNA + NASWOT (rank mean)": ranking.rank_mean(dna, naswot),
+            "NASWOT + params (rank mean)": ranking.rank_mean(naswot, params),
+            "DNA + NASWOT + params (rank mean)": ranking.rank_mean(dna, naswot, params)}
 
 
 def search_command(args) -> list[str]:
@@ -119,6 +165,7 @@ def dna_from_search(args) -> tuple[dict, dict]:
     blocks = [np.asarray(r["score"], dtype=np.float64) for r in rated]
     scores = {"DNA (sum of block scores)": -combine_scores(blocks)}
     scores.update({f"DNA block {i} only": -b for i, b in enumerate(blocks)})
+    args.blocks = blocks
     summary = read_json(run / "summary.json")
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     return scores, {"search": cmd, "search_seconds": summary["search_seconds"], "teacher": summary["teacher"],
@@ -132,6 +179,9 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/bench-dna-ranking"))
     p.add_argument("--ratings", action="append", default=[], metavar="NAME=PATTERN",
                    help="measure saved per-block scores instead of searching ({block} in PATTERN)")
+    p.add_argument("--saved", type=Path, default=None,
+                   help="measure the block ratings and NASWOT scores of a --keep file instead of searching")
+    p.add_argument("--keep", type=Path, default=KEEP, help="where a finished run keeps its per-cell scores")
     p.add_argument("--image-size", type=int, default=16)
     p.add_argument("--channels", type=int, default=8, help="proxy student width C")
     p.add_argument("--teacher-epochs", type=int, default=20)
@@ -149,7 +199,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    if args.ratings:
+    naswot = None
+    if args.saved:
+        blocks, naswot = saved_scores(args.saved)
+        scores, fields = {"DNA (sum of block scores)": -combine_scores(blocks)}, {"saved_ratings": [str(args.saved)]}
+        scores.update({f"DNA block {i} only": -b for i, b in enumerate(blocks)})
+    elif args.ratings:
         scores, fields = {}, {}
         for item in args.ratings:
             name, _, pattern = item.partition("=")
@@ -159,9 +214,14 @@ def main() -> None:
         scores, fields = dna_from_search(args)
     acc = truth(args.table)
     params = cell_costs(FULL_SCALE)["params"]
-    naswot, naswot_s = naswot_scores(args, args.work / "naswot.json")
+    naswot_s = 0.0
+    if naswot is None:
+        naswot, naswot_s = naswot_scores(args, args.work / "naswot.json")
+    if getattr(args, "blocks", None) is not None:
+        keep_scores(args.keep, args.blocks, naswot)
     budgets = [float(np.quantile(params, q)) for q in BUDGET_QUANTILES]
-    scores.update({"params": params, "NASWOT": naswot})
+    first = next(iter(scores.values()))
+    scores.update({"params": params, "NASWOT": naswot, **combinations(first, naswot, params)})
     results = {name: ranking.ranking_report(s, acc, params, budgets=budgets) for name, s in scores.items()}
     record = {"command": "python benchmarks/dna_ranking.py " + shlex.join(sys.argv[1:]), "machine": machine(),
               "date": _dt.date.today().isoformat(), "load_average": os.getloadavg(),

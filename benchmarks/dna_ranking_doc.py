@@ -7,6 +7,8 @@ GOALS = {"kendall_tau": 0.65, "within_bin_tau": 0.40, "regret": 0.5}
 
 
 def _times(record: dict) -> str:
+    if "log" not in record and not record["naswot_seconds"]:
+        return f"scores read from the saved file, NASWOT included; this run {record['seconds_this_run']:.0f} s"
     if "log" not in record:
         return (f"NASWOT of all cells {record['naswot_seconds'] / 60:.1f} min (cached in WORK/naswot.json); "
                 f"this run {record['seconds_this_run']:.0f} s")

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from budgetnas.naswot import naswot_score
-from budgetnas.ranking import (kendall_tau, pick_regret, ranking_report, size_bins, spearman_rho,
-                               top_precision, within_bin_tau)
+from budgetnas.ranking import (kendall_tau, pick_regret, rank_mean, ranking_report, size_bins,
+                               spearman_rho, top_precision, within_bin_tau)
 
 # 8 architectures: accuracy, a score, params
 TRUTH = [90.0, 91.0, 85.0, 93.0, 70.0, 88.0, 92.0, 10.0]
@@ -55,6 +55,18 @@ def test_top_precision_and_pick_regret():
         pick_regret(SCORE, TRUTH, PARAMS, 50)
     report = ranking_report(SCORE, TRUTH, PARAMS, budgets=[150, 400], bins=2, top=0.25)
     assert report["kendall_tau"] == pytest.approx(1.0) and [p["budget"] for p in report["picks"]] == [150, 400]
+
+
+def test_rank_mean_is_scale_free_and_breaks_one_scores_ties_with_the_other():
+    logdet = [100.0, 300.0, 200.0, 400.0]  # any scale: only the order counts
+    loss = [-0.9, -0.1, -0.1, -0.5]  # negated losses; a tie between 1 and 2
+    combined = rank_mean(logdet, loss)
+    # ranks / 3: logdet [0, 2/3, 1/3, 1]; loss [0, 5/6, 5/6, 1/3] (the tie shares rank 2.5)
+    assert combined.tolist() == pytest.approx([0.0, (2 / 3 + 5 / 6) / 2, (1 / 3 + 5 / 6) / 2, (1 + 1 / 3) / 2])
+    assert rank_mean([v * 1e6 for v in logdet], loss).tolist() == pytest.approx(combined.tolist())
+    assert rank_mean(SCORE).tolist() == pytest.approx((np.argsort(np.argsort(SCORE)) / 7).tolist())
+    with pytest.raises(ValueError, match="same length"):
+        rank_mean([1.0, 2.0], [1.0, 2.0, 3.0])
 
 
 def test_bad_columns_are_refused():

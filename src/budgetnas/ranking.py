@@ -11,6 +11,8 @@ takes plain sequences of equal length and is pure (no I/O).
 - `top_precision`: share of the true top fraction found in the score's top fraction.
 - `pick_regret`: the best-scored architecture with cost <= budget, its truth, and its regret
   against the best truth under the same budget.
+- `rank_mean`: several scores as one, the mean of their normalised ranks (scale-free, so a
+  log-determinant and a distillation loss can be combined without tuning a weight).
 """
 from __future__ import annotations
 
@@ -89,6 +91,13 @@ def pick_regret(score: Sequence[float], truth: Sequence[float], cost: Sequence[f
     best = int(feasible[np.argmax(t[feasible])])
     return {"pick": pick, "truth": float(t[pick]), "best": float(t[best]), "best_index": best,
             "regret": float(t[best] - t[pick]), "feasible": int(len(feasible))}
+
+
+def rank_mean(*scores: Sequence[float]) -> np.ndarray:
+    """Mean over the scores of each architecture's rank, scaled to [0, 1] (ties share the mean rank)."""
+    arrays = _arrays(*scores)
+    ranks = [(stats.rankdata(a) - 1) / (len(a) - 1) for a in arrays]
+    return np.mean(ranks, axis=0)
 
 
 def ranking_report(score: Sequence[float], truth: Sequence[float], size: Sequence[float], *,
