@@ -14,6 +14,11 @@ Steps, each cached under --cache (run the same command again to continue after a
    pick evaluated with 0 fine-tuning epochs (`budgetnas train --init-from --epochs 0`);
 5. compare, per seed: NAG picks among generated architectures only (no random row) against random
    search and per-budget regularized evolution, each with the same number of subnet evaluations.
+
+Every finished step (and every retrained subnet of step 3) is also kept in --keep (default
+docs/data/supernet_DATASET.json, committed) with the settings it was measured with: on another
+machine the same command takes them from there, trains the supernet again only for a step still
+missing, and writes the page from the kept steps alone when all are there.
 """
 from __future__ import annotations
 
@@ -108,31 +113,34 @@ def step_sample(a, evals: Evals, space) -> dict:
             "cost": evals.source.cost(np.array(rows)).tolist(), "seconds": round(time.time() - started, 1)}
 
 
-def step_kendall(a, source, sample: dict, dataset) -> dict:
-    """K subnets evenly spread over the sample's cost ranks, retrained from scratch."""
+def step_kendall(a, lazy: "Lazy", sample: dict, kept: "Kept") -> dict:
+    """K subnets evenly spread over the sample's cost ranks, retrained from scratch (each one kept
+    as it finishes)."""
     from scipy.stats import kendalltau
 
     order = np.argsort(sample["cost"], kind="stable")
     picks = [int(order[int(round(i))]) for i in np.linspace(0, len(order) - 1, a.kendall)]
-    out = []
-    for n, i in enumerate(picks):
-        row = tuple(sample["rows"][i])
+    out = kept.steps.setdefault("kendall-subnets", [])
+    for n, i in enumerate(picks[len(out):], start=len(out)):
+        row, source = tuple(sample["rows"][i]), lazy.source
         directory = a.cache / "kendall" / str(n)
         directory.mkdir(parents=True, exist_ok=True)
         save_arch(Arch("mbconv", source.config, source.genotype(row)), directory)
         run_once(directory / "train", ["train", directory / "arch.json", "--epochs", a.retrain_epochs],
                  a, done_file="metrics.json")
         metrics = read_json(directory / "train" / "metrics.json")
-        inherited = evaluate(source.subnet(row), dataset, dataset.test, source.device)
+        inherited = evaluate(source.subnet(row), lazy.dataset, lazy.dataset.test, source.device)
         out.append({"row": list(row), "cost": sample["cost"][i], "inherited_val": sample["val_acc"][i],
                     "inherited_test": inherited, "retrained_test": metrics["test_acc"]})
+        kept.save()
     tau_test = kendalltau([r["inherited_test"] for r in out], [r["retrained_test"] for r in out])
     tau_val = kendalltau([r["inherited_val"] for r in out], [r["retrained_test"] for r in out])
     return {"subnets": out, "tau_test": float(tau_test.statistic), "p_test": float(tau_test.pvalue),
             "tau_val": float(tau_val.statistic), "p_val": float(tau_val.pvalue)}
 
 
-def step_generate(a, seed: int, sample: dict) -> dict:
+def step_generate(a, _trained: "Lazy", seed: int, sample: dict) -> dict:
+    """`generate --supernet` (the supernet trained first, through `_trained`) and its picks."""
     out = a.cache / f"generate-s{seed}"
     run_once(out, ["generate", "--supernet", a.cache / "supernet", "--cost", a.cost, "--budgets", ",".join(BUDGETS),
                    "--query-budget", a.queries, "--seed", seed], a, done_file="picks.json")
@@ -151,12 +159,59 @@ def step_generate(a, seed: int, sample: dict) -> dict:
             "test_monotone": all(x["test_acc"] <= y["test_acc"] for x, y in zip(by_budget, by_budget[1:]))}
 
 
-def cached(path: Path, compute):
-    if path.is_file():
-        return read_json(path)
-    value = compute()
-    write_json(path, value)
-    return value
+def step_compare(a, lazy: "Lazy", seed: int, sample: dict, generated: dict) -> dict:
+    """compare_seed reads the generator of `generate`'s run directory: redone if the generate step
+    came from the kept file on a machine without it."""
+    if not (a.cache / f"generate-s{seed}" / "generator.json").is_file():
+        step_generate(a, lazy.open(), seed, sample)
+    return compare_seed(a, seed, lazy.source, lazy.evals, sample, generated)
+
+
+class Kept:
+    """Finished steps in a JSON file kept in the repository, valid for one set of settings."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path, self.settings = path, settings
+        kept = read_json(path) if path.is_file() else {}
+        self.steps = kept.get("steps", {}) if kept.get("settings") == settings else {}
+
+    def step(self, name: str, cache: Path, compute):
+        """The step from the kept file, else from the cache directory, else computed (and kept)."""
+        if name not in self.steps:
+            self.steps[name] = read_json(cache) if cache.is_file() else compute()
+            write_json(cache, self.steps[name])
+            self.save()
+        return self.steps[name]
+
+    def save(self) -> None:
+        write_json(self.path, {"settings": self.settings, "steps": self.steps})
+
+
+class Lazy:
+    """The supernet (trained on first use), its dataset and its evaluator."""
+
+    def __init__(self, a):
+        self.a, self._source = a, None
+
+    def open(self) -> "Lazy":
+        from budgetnas.methods.nag.supernet_source import SupernetSource
+
+        a = self.a
+        if self._source is not None:
+            return self
+        run_once(a.cache / "supernet", ["search", "supernet", "--epochs", a.epochs], a, done_file="supernet.json")
+        self.dataset = load_dataset(a.dataset, a.data_dir, image_size=a.image_size, subset=a.subset)
+        self._source = SupernetSource(a.cache / "supernet", self.dataset, a.cost, device=torch.device("cpu"),
+                                      threads=a.threads)
+        self.evals = Evals(self._source, a.cache / "evals.json")
+        return self
+
+    @property
+    def source(self):
+        return self.open()._source
+
+
+SETTINGS = ("dataset", "image_size", "subset", "epochs", "sample", "kendall", "retrain_epochs", "queries", "cost")
 
 
 def main() -> None:
@@ -175,24 +230,27 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--cost", default="macs")
     p.add_argument("--doc", type=Path, default=None, help="write the results section into this file")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="finished steps, kept in the repository (default docs/data/supernet_DATASET.json)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     a.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    run_once(a.cache / "supernet", ["search", "supernet", "--epochs", a.epochs], a, done_file="supernet.json")
-    from budgetnas.methods.nag.supernet_source import SupernetSource
-
-    dataset = load_dataset(a.dataset, a.data_dir, image_size=a.image_size, subset=a.subset)
-    source = SupernetSource(a.cache / "supernet", dataset, a.cost, device=torch.device("cpu"), threads=a.threads)
-    evals = Evals(source, a.cache / "evals.json")
-    sample = cached(a.cache / "sample.json", lambda: step_sample(a, evals, source.space))
-    kendall = cached(a.cache / "kendall.json", lambda: step_kendall(a, source, sample, dataset))
+    keep = a.keep or ROOT / "docs" / "data" / f"supernet_{a.dataset}.json"
+    kept, lazy = Kept(keep, {k: getattr(a, k) for k in SETTINGS}), Lazy(a)
+    sample = kept.step("sample", a.cache / "sample.json",
+                       lambda: step_sample(a, lazy.open().evals, lazy.source.space))
+    kendall = kept.step("kendall", a.cache / "kendall.json", lambda: step_kendall(a, lazy, sample, kept))
     seeds = [int(s) for s in a.seeds.split(",")]
-    generate = {s: cached(a.cache / f"generate-s{s}.json", lambda: step_generate(a, s, sample)) for s in seeds}
-    compare = {s: cached(a.cache / f"compare-s{s}.json",
-                         lambda: compare_seed(a, s, source, evals, sample, generate[s])) for s in seeds}
-    evals.save()
-    results = {"supernet": read_json(a.cache / "supernet" / "summary.json"), "sample": {
+    generate = {s: kept.step(f"generate-s{s}", a.cache / f"generate-s{s}.json",
+                             lambda: step_generate(a, lazy.open(), s, sample)) for s in seeds}
+    compare = {s: kept.step(f"compare-s{s}", a.cache / f"compare-s{s}.json",
+                            lambda: step_compare(a, lazy, s, sample, generate[s])) for s in seeds}
+    summary = a.cache / "supernet" / "summary.json"
+    supernet = kept.step("supernet", summary, lambda: lazy.open() and read_json(summary))
+    if lazy._source is not None:
+        lazy.evals.save()
+    results = {"supernet": supernet, "sample": {
         "n": len(sample["rows"]), "seconds": sample["seconds"]}, "kendall": kendall, "generate": generate,
         "compare": compare, "date": _dt.date.today().isoformat(), "wall_seconds_this_run": round(time.time() - t0)}
     write_json(a.cache / "results.json", results)
