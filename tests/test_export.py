@@ -147,6 +147,13 @@ def test_merging_several_ops_per_edge_with_masks_and_dead_filters():
      "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"),
     ("mbconv", None, None),
     ("nbmacro", {"input_size": 16, "head_channels": 64}, "12012201"),
+    ("darts", {"in_channels": 3, "num_classes": 10, "input_size": 16, "stem_channels": 9, "pool_bn": True},
+     {"cells": [{"reduction": r, "channels": 6, "edges": [  # every op on the input edges: shared pools, reduces
+         {"from": s, "to": d, "op": op, **({"mid": 4} if op.startswith("sep") else {})}
+         for d in (2, 3) for s in (0, 1) for op in ("skip_connect", "max_pool_3x3", "avg_pool_3x3",
+                                                    "sep_conv_3x3", "dil_conv_5x5")]
+         + [{"from": 2, "to": 4, "op": "max_pool_3x3"}, {"from": 3, "to": 5, "op": "skip_connect"}]}
+         for r in (False, True, False)]}),
 ])
 def test_every_space_exports_to_onnx_through_the_dynamo_exporter(space, config, genotype, tmp_path):
     """Each space's inference form through `torch.onnx.export(dynamo=True)`, checked in ONNX
