@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 GOALS = {"kendall_tau": 0.65, "within_bin_tau": 0.40, "regret": 0.5}
+COMBINED = "DNA + NASWOT (rank mean)"  # what `search dna --nb201-zero-cost naswot` ranks by
 
 
 def _times(record: dict) -> str:
@@ -51,8 +52,9 @@ def _metrics_table(record: dict) -> list[str]:
 def _picks_table(record: dict, cells, dna: str) -> list[str]:
     from budgetnas.methods.dna.nb201.block import string_of_cell
 
-    names = [dna, "params", "NASWOT"]
-    lines = ["| params budget | table's best | " + " | ".join(names) + " | DNA's cell |", "|---|---|---|---|---|---|"]
+    names = [dna, "params", "NASWOT"] + [n for n in (COMBINED,) if n in record["results"]]
+    lines = ["| params budget | table's best | " + " | ".join(names) + " | DNA's cell |",
+             "|---|---|" + "---|" * len(names) + "---|"]
     for k, budget in enumerate(record["budgets"]):
         picks = [record["results"][n]["picks"][k] for n in names]
         lines.append(f"| {budget:,.0f} | {picks[0]['best']:.2f} | " + " | ".join(f"{p['truth']:.2f}" for p in picks)
@@ -64,7 +66,7 @@ def _goals(record: dict, dna: str) -> str:
     r = record["results"][dna]
     worst = max(p["regret"] for p in r["picks"])
     met = lambda ok: "met" if ok else "not met"  # noqa: E731
-    return (f"Goals for DNA ({dna}): tau >= {GOALS['kendall_tau']} ({r['kendall_tau']:.3f}, "
+    return (f"Goals for {dna}: tau >= {GOALS['kendall_tau']} ({r['kendall_tau']:.3f}, "
             f"{met(r['kendall_tau'] >= GOALS['kendall_tau'])}); mean within-bin tau >= {GOALS['within_bin_tau']} "
             f"({r['within_bin_tau']:.3f}, {met(r['within_bin_tau'] >= GOALS['within_bin_tau'])}); regret <= "
             f"{GOALS['regret']} at every budget (worst {worst:.2f}, {met(worst <= GOALS['regret'])}).")
@@ -93,5 +95,5 @@ def render(record: dict, acc: np.ndarray, *, cells) -> str:
         *_metrics_table(record), "",
         "Accuracy (table, %) of each score's pick under each budget:", "",
         *_picks_table(record, cells, dna), "",
-        _goals(record, dna), ""]
+        *[_goals(record, name) for name in (dna, COMBINED) if name in record["results"]], ""]
     return "\n".join(lines)

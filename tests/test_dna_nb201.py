@@ -156,6 +156,53 @@ def test_search_dna_nb201_end_to_end_resume_and_per_stage(tmp_path, cli_in_proce
     assert "stage 2:" in (out / "report.html").read_text()  # one drawing per stage's cell
 
 
+def test_zero_cost_rank_mean_picks_and_continues_a_killed_scoring(tmp_path, cli_in_process, monkeypatch):
+    """--nb201-zero-cost naswot: every cell scored (a stand-in for NASWOT keeps the test fast; the
+    score itself is tested in test_ranking), scoring continues from the saved part, and the pick is
+    the best of -rank_mean(-DNA sum, NASWOT) under the budget."""
+    from budgetnas.methods.dna.nb201 import zero_cost
+    from budgetnas.methods.dna.nb201.search import combine_scores
+    from budgetnas.ranking import rank_mean
+
+    calls = []
+
+    def stand_in(cell, config, x, seed):
+        calls.append(cell)
+        assert config["C"] == 2 and x.shape[0] == zero_cost.BATCH
+        return float(cell.count("nor_conv_3x3") * 10 + cell.count("skip_connect"))
+
+    monkeypatch.setattr(zero_cost, "score_cell", stand_in)
+    out = tmp_path / "run"
+    plain = cli_in_process(*TINY, "--target-params", "20000", "--out", out)
+    assert plain.returncode == 0, plain.stderr
+    assert not calls and json.loads((out / "summary.json").read_text())["zero_cost"] == "none"
+    result = cli_in_process(*TINY, "--target-params", "20000", "--nb201-zero-cost", "naswot", "--out", out, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert len(calls) == 15625
+    state = json.loads((out / "round0" / zero_cost.FILE).read_text())
+    partial_key = state["key"]
+    state["scores"] = state["scores"][:1000]  # as if killed after 1,000 cells
+    (out / "round0" / zero_cost.FILE).write_text(json.dumps(state))
+    calls.clear()
+    again = cli_in_process(*TINY, "--target-params", "20000", "--nb201-zero-cost", "naswot", "--out", out, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert len(calls) == 15625 - 1000 and calls[0] == string_of_cell(all_cells()[1000])
+    assert json.loads((out / "round0" / zero_cost.FILE).read_text())["key"] == partial_key
+    blocks = [np.asarray(json.loads((out / "round0" / f"block{i}" / "ratings.json").read_text())["score"])
+              for i in range(3)]
+    naswot = np.array([stand_in(string_of_cell(c), {"C": 2}, torch.zeros(zero_cost.BATCH), 0) for c in all_cells()])
+    combined = -rank_mean(-combine_scores(blocks), naswot)
+    params = cell_costs(load_arch(out / "arch.json").config)["params"]
+    ok = np.flatnonzero(params <= 20000)
+    best = ok[np.lexsort((ok, params[ok], combined[ok]))[0]]
+    assert load_arch(out / "arch.json").genotype == string_of_cell(all_cells()[best])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["zero_cost"] == "naswot" and summary["score"] == pytest.approx(combined[best])
+    per_stage = cli_in_process(*TINY, "--target-params", "20000", "--nb201-zero-cost", "naswot",
+                               "--nb201-per-stage", "--out", out, "--resume")
+    assert per_stage.returncode == 2 and "--nb201-zero-cost" in per_stage.stderr
+
+
 def test_nb201_bad_inputs_are_one_line_errors(tmp_path, cli_in_process):
     latency = cli_in_process(*TINY, "--target-latency-ms", "3", "--out", tmp_path / "a")
     assert latency.returncode == 2 and "--target-macs" in latency.stderr

@@ -40,7 +40,7 @@ class DNAMethod(Method):
     # (each block's own settings are checked against its cached training and ratings).
     resume_free = frozenset({"target_params", "target_macs", "target_latency_ms", "final_epochs",
                              "nb201_per_stage", "nb201_export_channels", "nb201_export_cells",
-                             "allow_weak_teacher"})
+                             "nb201_zero_cost", "allow_weak_teacher"})
     opts: DNAOptions
 
     def check(self, ctx) -> None:

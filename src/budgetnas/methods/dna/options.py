@@ -92,6 +92,9 @@ class DNAOptions(TargetOptions):
         "cell (lstsq), MSE through the trained adapter (adapter), or relative L1 through it (rel-l1, slow)")
     nb201_per_stage: bool = Field(False, description="nb201: allow a different cell in every stage "
                                   "(default: the same cell everywhere, the benchmark's space)")
+    nb201_zero_cost: Literal["none", "naswot"] = Field(
+        "none", description="nb201: rank cells by the mean of the ranks of DNA's ratings and of a training-free "
+        "score (naswot: tau 0.59 -> 0.72 on NAS-Bench-201, docs/bench_dna.md; same-cell search only)")
     nb201_export_channels: int = Field(16, ge=1, le=512, description="nb201: width C of the returned network")
     nb201_export_cells: int = Field(5, ge=1, le=32, description="nb201: cells per stage of the returned network")
     allow_weak_teacher: bool = Field(False, description="keep a teacher whose held-out accuracy is below that "

@@ -8,8 +8,9 @@ size, all answered from the cached ratings):
    directory holding an nb201 network (`--teacher PATH`);
 2. per block (= stage) `round0/block<i>/`: the block supernet is trained by distillation from the
    teacher's stage (`checkpoint.pt`), then all 15,625 cells are rated (`ratings.json`);
-3. network scores (sum over blocks), costs of the exported network (default: the benchmark's
-   C=16, 5 cells per stage) and the exact search: `front.json`, `arch.json`, `summary.json`;
+3. network scores (sum over blocks; with --nb201-zero-cost naswot, rank-averaged with NASWOT,
+   `zero_cost.py`), costs of the exported network (default: the benchmark's C=16, 5 cells per
+   stage) and the exact search: `front.json`, `arch.json`, `summary.json`;
 4. optionally (--final-epochs) the found network is trained briefly for a held-out accuracy.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ....arch import Arch, make_provenance
 from ....cost.lookup import METRICS
 from ....data import Dataset
 from ....errors import UserError
+from ....ranking import rank_mean
 from ....runs.rundir import acquire_lock
 from ..table_steps import check_common, finish, load_teacher_run, rating_features, result_extras, teacher_sum
 from .block import NB201BlockSupernet, all_cells, string_of_cell
@@ -31,6 +33,7 @@ from .blockwise import rate_nb201_block, train_nb201_block
 from .search import (best_same_cell, cell_costs, combine_scores, per_stage_search, same_cell_front,
                      stage_costs)
 from .teacher import TEACHER_INFO, stage_taps, train_nb201_teacher
+from .zero_cost import naswot_all_cells
 
 
 def check(opts) -> tuple[str, float] | None:
@@ -39,6 +42,9 @@ def check(opts) -> tuple[str, float] | None:
     from ....spaces.nb201 import parse_arch_string
 
     parse_arch_string(opts.nb201_teacher_cell, where="--nb201-teacher-cell")
+    if opts.nb201_zero_cost != "none" and opts.nb201_per_stage:
+        raise UserError("a training-free score rates whole networks, not the cells of one stage",
+                        where="--nb201-zero-cost", fix="drop --nb201-per-stage or --nb201-zero-cost")
     return target
 
 
@@ -53,8 +59,12 @@ def run(method, ctx) -> bool:
     if opts.block is not None:
         return False
     ctx.save_checkpoint({"round": 0}, log=log)
+    zero_cost = None
+    if opts.nb201_zero_cost == "naswot":
+        zero_cost, seconds = naswot_all_cells(opts, ctx.dataset, rdir)
+        log.append({"stage": "zero-cost", "score": "naswot", "cells": len(zero_cost), "seconds": round(seconds, 1)})
     t0 = time.perf_counter()
-    points, chosen = search(opts, ctx.dataset, scores, method.target)
+    points, chosen = search(opts, ctx.dataset, scores, method.target, zero_cost)
     log.append({"stage": "search", "front_size": len(points), "seconds": round(time.perf_counter() - t0, 4)})
     metric, budget = method.target
     cfg = export_config(opts, ctx.dataset)
@@ -67,15 +77,22 @@ def run(method, ctx) -> bool:
 def result(method) -> tuple[Arch, dict]:
     opts = method.opts
     extras = {**result_extras(method), "candidates_per_block": len(all_cells()),
-              "same_cell": not opts.nb201_per_stage, "rating": opts.nb201_rating}
+              "same_cell": not opts.nb201_per_stage, "rating": opts.nb201_rating,
+              "zero_cost": opts.nb201_zero_cost}
     return method.found["arch"], extras
 
 
 def table_rows(method, summary: dict) -> dict:
     genotype = method.found["arch"].genotype
-    return {"cost (table)": f"{summary['cost']:g}", f"score ({summary['rating']}, sum)": f"{summary['score']:.4f}",
+    return {"cost (table)": f"{summary['cost']:g}", _score_label(summary): f"{summary['score']:.4f}",
             "teacher val_acc": summary["teacher"].get("val_acc", "-"), "front points": summary["front_size"],
             "network": genotype if isinstance(genotype, str) else " / ".join(genotype)}
+
+
+def _score_label(summary: dict) -> str:
+    if summary.get("zero_cost", "none") != "none":
+        return f"score (-rank mean of {summary['rating']} sum and {summary['zero_cost']})"
+    return f"score ({summary['rating']}, sum)"
 
 
 def make_teacher(opts, dataset: Dataset, rdir: Path, device: torch.device):
@@ -156,8 +173,10 @@ def export_config(opts, dataset: Dataset) -> dict:
             "cells_per_stage": opts.nb201_export_cells}
 
 
-def search(opts, dataset: Dataset, block_scores, target) -> tuple[list[dict], int]:
-    """(front points, index of the chosen one): exact, same cell everywhere or one per stage."""
+def search(opts, dataset: Dataset, block_scores, target, zero_cost: np.ndarray | None = None
+           ) -> tuple[list[dict], int]:
+    """(front points, index of the chosen one): exact, same cell everywhere or one per stage. With
+    `zero_cost` (higher is better, per cell) the score is minus the rank mean of both."""
     metric, budget = target
     cfg = export_config(opts, dataset)
     where = f"--target-{metric}"
@@ -170,6 +189,8 @@ def search(opts, dataset: Dataset, block_scores, target) -> tuple[list[dict], in
                    "genotype": [string_of_cell(cells[c]) for c in front.choices(j)]} for j in range(len(front))]
         return points, chosen
     score = combine_scores(block_scores)
+    if zero_cost is not None:
+        score = -rank_mean(-score, zero_cost)
     cost = cell_costs(cfg)[metric]
     pick = best_same_cell(score, cost, budget, unit=METRICS[metric], where=where)
     points = [{"cost": float(cost[j]), "score": float(score[j]), "genotype": string_of_cell(cells[j])}
