@@ -53,10 +53,11 @@ class DeployedCell(nn.Module):
             edges.setdefault((src, dst), []).append(op)
         ordered = sorted(edges.items(), key=lambda kv: (kv[0][1], kv[0][0]))
         self.parts = nn.ModuleList()  # a term's own module (conv chains, identities)
-        self.shared = nn.ModuleDict()  # per source: "pool_max_3", "reduce_1", ...
+        self.shared = nn.ModuleDict()  # per source: "pool_MaxPool2d_0", "reduce_1", ...
         reduces = _merge_reduces(ordered, self.shared)
-        # (kind, source, node, module index or shared key, term index); pool terms first in a node
-        self.plan: list[tuple[str, int, int, int | str, int]] = []
+        # (kind, source, node, module index or shared key, the pool's scale index or the reduce's
+        # channel range); pool terms first in a node (the first one adds the node's summed shift)
+        self.plan: list[tuple[str, int, int, int | str, int | tuple[int, int]]] = []
         pool_plan, other_plan, scales, shifts = [], [], [], {}
         for (src, dst), ops in ordered:
             for group in _groups([op for op in ops if isinstance(op, (SepConv, DilConv))]):
