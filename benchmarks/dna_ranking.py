@@ -65,7 +65,7 @@ def keep_scores(path: Path, blocks: list[np.ndarray], naswot: np.ndarray) -> Non
     writer = csv.writer(text)
     writer.writerow(("arch", *COLUMNS))
     for k, cell in enumerate(all_cells()):
-        writer.writerow((string_of_cell(cell), *(f"{b[k]:.6g}" for b in blocks), f"{naswot[k]:.6g}"))
+        writer.writerow((string_of_cell(cell), *(repr(float(b[k])) for b in blocks), repr(float(naswot[k]))))
     with atomic_write(path) as fh:  # mtime 0: the same scores give the same bytes
         fh.write(gzip.compress(text.getvalue().encode(), mtime=0))
 
@@ -116,26 +116,16 @@ def naswot_scores(args, path: Path) -> tuple[np.ndarray, float]:
     """NASWOT of every cell (network at the NASWOT scale, one fixed batch of training images),
     cached every 500 cells; returns (scores, seconds spent in total)."""
     from budgetnas.data import load_dataset
-    from budgetnas.naswot import naswot_score
-    from budgetnas.spaces.nb201 import NB201Network
+    from budgetnas.methods.dna.nb201.zero_cost import naswot_cells
 
-    state = read_json(path) if path.is_file() else {"scores": [], "seconds": 0.0}
-    cells = all_cells()
-    if len(state["scores"]) < len(cells):
+    def batch() -> torch.Tensor:
         data = load_dataset("imagefolder", args.data_dir, image_size=args.image_size)
         order = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(args.seed))
-        x = data.normalize(data.train.x[order[:args.naswot_batch]])
-        cfg = {"C": args.naswot_channels, "cells_per_stage": args.naswot_cells, "input_size": args.image_size}
-        started = time.perf_counter()
-        for k in range(len(state["scores"]), len(cells)):
-            torch.manual_seed(args.seed)
-            state["scores"].append(naswot_score(NB201Network(cfg, string_of_cell(cells[k])), x))
-            if (k + 1) % 500 == 0 or k + 1 == len(cells):
-                state["seconds"] += time.perf_counter() - started
-                started = time.perf_counter()
-                write_json(path, state)
-    scores = np.array(state["scores"], dtype=np.float64)
-    return np.where(np.isfinite(scores), scores, scores[np.isfinite(scores)].min() - 1), state["seconds"]
+        return data.normalize(data.train.x[order[:args.naswot_batch]])
+
+    cfg = {"C": args.naswot_channels, "cells_per_stage": args.naswot_cells, "input_size": args.image_size}
+    key = {"config": cfg, "batch": args.naswot_batch, "seed": args.seed, "data": str(args.data_dir)}
+    return naswot_cells(cfg, batch, args.seed, path, key)
 
 
 def saved_blocks(pattern: str) -> list[np.ndarray]:
@@ -150,8 +140,14 @@ def saved_blocks(pattern: str) -> list[np.ndarray]:
     return out
 
 
-def dna_from_search(args) -> tuple[dict, dict]:
-    """Run (or continue) the search; (scores by name, record fields)."""
+def dna_rows(blocks: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The DNA rows of the page (higher is better): the sum of the block ratings, each block alone."""
+    return {"DNA (sum of block scores)": -combine_scores(blocks),
+            **{f"DNA block {i} only": -b for i, b in enumerate(blocks)}}
+
+
+def dna_from_search(args) -> tuple[list[np.ndarray], dict]:
+    """Run (or continue) the search; (block ratings, record fields)."""
     from budgetnas.cli import main as cli_main
 
     cmd = search_command(args)
@@ -163,12 +159,9 @@ def dna_from_search(args) -> tuple[dict, dict]:
             raise SystemExit(f"search failed with exit code {code}")
     rated = [read_json(run / "round0" / f"block{i}" / "ratings.json") for i in range(3)]
     blocks = [np.asarray(r["score"], dtype=np.float64) for r in rated]
-    scores = {"DNA (sum of block scores)": -combine_scores(blocks)}
-    scores.update({f"DNA block {i} only": -b for i, b in enumerate(blocks)})
-    args.blocks = blocks
     summary = read_json(run / "summary.json")
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    return scores, {"search": cmd, "search_seconds": summary["search_seconds"], "teacher": summary["teacher"],
+    return blocks, {"search": cmd, "search_seconds": summary["search_seconds"], "teacher": summary["teacher"],
                     "log": log, "ratings": [{"block": r["block"], "seconds": r.get("seconds", 0.0)} for r in rated]}
 
 
@@ -199,11 +192,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    naswot = None
+    naswot, searched = None, None
     if args.saved:
         blocks, naswot = saved_scores(args.saved)
-        scores, fields = {"DNA (sum of block scores)": -combine_scores(blocks)}, {"saved_ratings": [str(args.saved)]}
-        scores.update({f"DNA block {i} only": -b for i, b in enumerate(blocks)})
+        scores, fields = dna_rows(blocks), {"saved_ratings": [str(args.saved)]}
     elif args.ratings:
         scores, fields = {}, {}
         for item in args.ratings:
@@ -211,14 +203,15 @@ def main() -> None:
             scores[name] = -combine_scores(saved_blocks(pattern))
         fields["saved_ratings"] = args.ratings
     else:
-        scores, fields = dna_from_search(args)
+        searched, fields = dna_from_search(args)
+        scores = dna_rows(searched)
     acc = truth(args.table)
     params = cell_costs(FULL_SCALE)["params"]
     naswot_s = 0.0
     if naswot is None:
         naswot, naswot_s = naswot_scores(args, args.work / "naswot.json")
-    if getattr(args, "blocks", None) is not None:
-        keep_scores(args.keep, args.blocks, naswot)
+    if searched is not None:
+        keep_scores(args.keep, searched, naswot)
     budgets = [float(np.quantile(params, q)) for q in BUDGET_QUANTILES]
     first = next(iter(scores.values()))
     scores.update({"params": params, "NASWOT": naswot, **combinations(first, naswot, params)})

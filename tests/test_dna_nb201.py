@@ -310,3 +310,23 @@ def test_a_teacher_weaker_than_the_found_network_is_refused(tmp_path, cli_in_pro
     summary = json.loads((out / "summary.json").read_text())
     assert summary["teacher"]["val_acc"] == pytest.approx(0.25, abs=0.1)
     assert summary["val_acc"] > summary["teacher"]["val_acc"]
+
+
+def test_zero_cost_scores_of_other_data_are_not_reused(tmp_path, monkeypatch):
+    """naswot_cells keeps scores only for the same key (network, images, seed, dataset size), and
+    loads no images when every cell is already scored."""
+    from budgetnas.methods.dna.nb201 import zero_cost
+
+    calls = []
+    monkeypatch.setattr(zero_cost, "score_cell", lambda cell, config, x, seed: calls.append(cell) or 1.0)
+    path, key = tmp_path / "naswot.json", {"train_images": 100}
+    path.write_text(json.dumps({"key": {"train_images": 50}, "scores": [2.0] * 15625, "seconds": 1.0}))
+    scores, _ = zero_cost.naswot_cells({"C": 2}, lambda: torch.zeros(1), 0, path, key)
+    assert len(calls) == 15625 and (scores == 1.0).all()
+    calls.clear()
+
+    def no_images():
+        raise AssertionError("images loaded although every cell is scored")
+
+    again, _ = zero_cost.naswot_cells({"C": 2}, no_images, 0, path, key)
+    assert not calls and (again == 1.0).all()

@@ -42,23 +42,31 @@ def naswot_all_cells(opts, dataset: Dataset, rdir: Path) -> tuple[np.ndarray, fl
     """(NASWOT of every cell in `all_cells()` order, seconds spent over all runs), resumable."""
     config = {"in_channels": dataset.channels, "num_classes": dataset.num_classes,
               "input_size": dataset.input_size, "C": opts.nb201_channels, "cells_per_stage": opts.nb201_cells}
-    key = {"config": config, "batch": BATCH, "seed": opts.seed, "dataset": dataset.name}
-    path = rdir / FILE
+    key = {"config": config, "batch": BATCH, "seed": opts.seed, "dataset": dataset.name,
+           "train_images": len(dataset.train)}
+    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(opts.seed))
+    return naswot_cells(config, lambda: dataset.normalize(dataset.train.x[order[:BATCH]]), opts.seed,
+                        rdir / FILE, key)
+
+
+def naswot_cells(config: dict, batch, seed: int, path: Path, key: dict) -> tuple[np.ndarray, float]:
+    """(NASWOT of every cell of the network `config` on the images `batch()`, seconds spent over
+    all runs). Saved to `path` every 500 cells; a file with another `key` is started again.
+    A network without a ReLU on its path scores -inf: it is put below every other cell."""
     state = read_json(path) if path.is_file() else {}
     if state.get("key") != key:
         state = {"key": key, "scores": [], "seconds": 0.0}
     cells = all_cells()
     if len(state["scores"]) < len(cells):
-        order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(opts.seed))
-        x = dataset.normalize(dataset.train.x[order[:BATCH]])
+        x = batch()  # only when something is left to score: loading images takes a while
         started = time.perf_counter()
         for k in range(len(state["scores"]), len(cells)):
-            state["scores"].append(score_cell(string_of_cell(cells[k]), config, x, opts.seed))
+            state["scores"].append(score_cell(string_of_cell(cells[k]), config, x, seed))
             if (k + 1) % SAVE_EVERY == 0 or k + 1 == len(cells):
                 state["seconds"] += time.perf_counter() - started
                 started = time.perf_counter()
                 write_json(path, state)
     scores = np.array(state["scores"], dtype=np.float64)
-    finite = np.isfinite(scores)  # a network without a ReLU on its path scores -inf: below every other
+    finite = np.isfinite(scores)
     floor = scores[finite].min() - 1 if finite.any() else 0.0
     return np.where(finite, scores, floor), float(state["seconds"])
