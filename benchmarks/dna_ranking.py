@@ -47,6 +47,7 @@ TITLE = "Ranking NAS-Bench-201 cells (CIFAR-10): DNA vs params vs NASWOT"
 FULL_SCALE = {"in_channels": 3, "num_classes": 10, "input_size": 32, "C": 16, "cells_per_stage": 5}
 FULL_SCALE_MAX = 1_600_000  # above every cell of the benchmark's network (1,531,546 params)
 BUDGET_QUANTILES = (0.1, 0.3, 0.5, 0.7, 1.0)
+REACH = (10, 50)  # regret of the best of the k top-rated cells under a budget
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,7 +216,7 @@ def main() -> None:
     budgets = [float(np.quantile(params, q)) for q in BUDGET_QUANTILES]
     first = next(iter(scores.values()))
     scores.update({"params": params, "NASWOT": naswot, **combinations(first, naswot, params)})
-    results = {name: ranking.ranking_report(s, acc, params, budgets=budgets) for name, s in scores.items()}
+    results = {name: ranking.ranking_report(s, acc, params, budgets=budgets, reach=REACH) for name, s in scores.items()}
     record = {"command": "python benchmarks/dna_ranking.py " + shlex.join(sys.argv[1:]), "machine": machine(),
               "date": _dt.date.today().isoformat(), "load_average": os.getloadavg(),
               "seconds_this_run": round(time.perf_counter() - started, 1), "naswot_seconds": round(naswot_s, 1),

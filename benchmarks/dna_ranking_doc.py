@@ -62,6 +62,24 @@ def _picks_table(record: dict, cells, dna: str) -> list[str]:
     return lines
 
 
+def _reach_table(record: dict) -> list[str]:
+    """Regret if the best of the k top-rated cells were known: what re-ranking could reach at most."""
+    rows = [(n, r) for n, r in record["results"].items() if "reach" in r["picks"][0] and not n.endswith(" only")]
+    if not rows:
+        return []
+    ks = list(rows[0][1]["picks"][0]["reach"])
+    lines = ["Regret (points) if the best of the k top-rated cells under each budget were known: the "
+             "most that re-ranking the top of a score's list (training each of those cells, say) "
+             "could gain.", "",
+             "| score | " + " | ".join(f"{b / 1e3:.0f}k: top 1 / " + " / ".join(f"top {k}" for k in ks)
+                                       for b in record["budgets"]) + " |",
+             "|---|" + "---|" * len(record["budgets"])]
+    for name, r in rows:
+        cells = [" / ".join([f"{p['regret']:.2f}"] + [f"{p['reach'][k]:.2f}" for k in ks]) for p in r["picks"]]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _goals(record: dict, dna: str) -> str:
     r = record["results"][dna]
     worst = max(p["regret"] for p in r["picks"])
@@ -95,5 +113,6 @@ def render(record: dict, acc: np.ndarray, *, cells) -> str:
         *_metrics_table(record), "",
         "Accuracy (table, %) of each score's pick under each budget:", "",
         *_picks_table(record, cells, dna), "",
+        *_reach_table(record), "",
         *[_goals(record, name) for name in (dna, COMBINED) if name in record["results"]], ""]
     return "\n".join(lines)

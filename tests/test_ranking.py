@@ -51,6 +51,9 @@ def test_top_precision_and_pick_regret():
     assert r["pick"] == 4 and r["truth"] == 70.0 and r["best"] == 93.0 and r["regret"] == 23.0
     assert r["feasible"] == 6
     assert pick_regret(SCORE, TRUTH, PARAMS, 150)["regret"] == 0.0
+    # reach: the best truth among the k best-scored under the budget; params ranks 4, 5, 2, 3 first
+    reach = pick_regret(PARAMS, TRUTH, PARAMS, 300, reach=(1, 2, 3, 4))["reach"]
+    assert reach == {"1": 23.0, "2": 5.0, "3": 5.0, "4": 0.0}
     with pytest.raises(ValueError, match="no architecture"):
         pick_regret(SCORE, TRUTH, PARAMS, 50)
     report = ranking_report(SCORE, TRUTH, PARAMS, budgets=[150, 400], bins=2, top=0.25)

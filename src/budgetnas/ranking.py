@@ -10,7 +10,9 @@ takes plain sequences of equal length and is pure (no I/O).
   A bin where the score or the truth is constant has no ranking information: its tau counts as 0.
 - `top_precision`: share of the true top fraction found in the score's top fraction.
 - `pick_regret`: the best-scored architecture with cost <= budget, its truth, and its regret
-  against the best truth under the same budget.
+  against the best truth under the same budget; with `reach=(k, ...)` also the regret of the best
+  truth among the k best-scored ones: the most that re-ranking the top k by a better measure
+  (e.g. training each of them) could gain.
 - `rank_mean`: several scores as one, the mean of their normalised ranks (scale-free, so a
   log-determinant and a distillation loss can be combined without tuning a weight).
 """
@@ -79,18 +81,22 @@ def top_precision(score: Sequence[float], truth: Sequence[float], fraction: floa
 
 
 def pick_regret(score: Sequence[float], truth: Sequence[float], cost: Sequence[float],
-                budget: float) -> dict:
-    """{"pick", "truth", "best", "best_index", "regret", "feasible"} under `cost <= budget`;
+                budget: float, reach: Sequence[int] = ()) -> dict:
+    """{"pick", "truth", "best", "best_index", "regret", "feasible"} under `cost <= budget`, and
+    "reach": {k: regret of the best truth among the k best-scored} for each k in `reach`;
     ties in score go to the lower cost, then the lower index."""
     s, t, c = _arrays(score, truth, cost)
     feasible = np.flatnonzero(c <= budget)
     if len(feasible) == 0:
         raise ValueError(f"no architecture costs <= {budget}")
-    order = np.lexsort((feasible, c[feasible], -s[feasible]))
-    pick = int(feasible[order[0]])
+    ranked = feasible[np.lexsort((feasible, c[feasible], -s[feasible]))]
+    pick = int(ranked[0])
     best = int(feasible[np.argmax(t[feasible])])
-    return {"pick": pick, "truth": float(t[pick]), "best": float(t[best]), "best_index": best,
-            "regret": float(t[best] - t[pick]), "feasible": int(len(feasible))}
+    out = {"pick": pick, "truth": float(t[pick]), "best": float(t[best]), "best_index": best,
+           "regret": float(t[best] - t[pick]), "feasible": int(len(feasible))}
+    if reach:
+        out["reach"] = {str(k): float(t[best] - t[ranked[:k]].max()) for k in reach}
+    return out
 
 
 def rank_mean(*scores: Sequence[float]) -> np.ndarray:
@@ -101,10 +107,11 @@ def rank_mean(*scores: Sequence[float]) -> np.ndarray:
 
 
 def ranking_report(score: Sequence[float], truth: Sequence[float], size: Sequence[float], *,
-                   budgets: Sequence[float], bins: int = 10, top: float = 0.05) -> dict:
+                   budgets: Sequence[float], bins: int = 10, top: float = 0.05,
+                   reach: Sequence[int] = ()) -> dict:
     """All of the above for one score."""
     mean_bin, per_bin = within_bin_tau(score, truth, size, bins)
     return {"kendall_tau": kendall_tau(score, truth), "spearman_rho": spearman_rho(score, truth),
             "within_bin_tau": mean_bin, "bin_taus": per_bin,
             "top_precision": top_precision(score, truth, top),
-            "picks": [{"budget": float(b), **pick_regret(score, truth, size, b)} for b in budgets]}
+            "picks": [{"budget": float(b), **pick_regret(score, truth, size, b, reach)} for b in budgets]}
