@@ -9,7 +9,7 @@ then timed at batch 1 on one thread (`budgetnas profile --latency`). Rows: MGAS 
 defaults (`mgas`: the preset's one stage), MGAS `--stages 3` (`mgas-3stage`), DARTS + width
 scaling, random + width scaling, and the hand-written network
 `examples/small_digits.json` with its widths scaled to the target (`--methods mgas-cubic` adds
-MGAS with `--plan cubic`). Each (dataset, target, method,
+MGAS with `--plan cubic`, `mgas-brake` MGAS with `--brake-every 8`). Each (dataset, target, method,
 seed) is one job whose search and training directories live under --cache; a finished job's
 result is appended to --results (docs/data/search_quality.jsonl, kept in the repository), so the
 benchmark resumes after any kill (a killed search or training resumes from its own checkpoint)
@@ -56,7 +56,8 @@ PROTOCOLS = {
               "random": ["--layers", "5", "--candidates", "6"]},
 }
 METHODS = ["mgas", "mgas-3stage", "darts", "random", "handwritten"]
-OPTIONAL = {"mgas-cubic": ["--plan", "cubic"]}  # variants run only when --methods names them
+# variants run only when --methods names them
+OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-brake": ["--brake-every", "8"]}
 
 
 def cli(args: list, log: Path, threads: int) -> None:
