@@ -32,6 +32,9 @@ def test_generate_from_a_supernet_writes_picks_with_their_weights(cli, supernet_
         build_model(arch).load_state_dict(load_safetensors(out / pick["weights"]))  # strict: every tensor fits
         assert profile(arch)["macs"] == pick["cost"]
     assert picks[0]["val_acc"] >= picks[1]["val_acc"]  # held-out accuracy never falls as the budget grows
+    n = listing["val_images"]  # the noise of the held-out split is reported with every pick
+    assert n > 0 and all(abs(p["val_acc_se"] - (p["val_acc"] * (1 - p["val_acc"]) / n) ** 0.5) < 1e-12 for p in picks)
+    assert "+- one standard error" in done.stdout
     # 0 fine-tuning epochs: `train --init-from` evaluates the inherited weights.
     pick = out / "picks" / "1"
     evaluated = cli("train", pick / "arch.json", "--init-from", pick, "--epochs", "0", "--dataset", "synthetic",

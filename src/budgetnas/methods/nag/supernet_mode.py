@@ -16,6 +16,8 @@ more epochs fine-tune it.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,6 +147,7 @@ def answer(p: SupernetPlan, model: NAGModel, opts) -> list[dict]:
 def write_picks(out, p: SupernetPlan, picks: list[dict], model: NAGModel, opts, device: str) -> dict:
     """picks/<k>/ (arch.json + model.safetensors) and picks.json; returns the summary's fields."""
     ds, unit = p.source.dataset, COSTS[opts.cost]
+    n_val = len(ds.val)
     for k, pick in enumerate(picks):
         directory = out / "picks" / str(k)
         net = p.source.subnet(pick["row"])
@@ -153,16 +156,21 @@ def write_picks(out, p: SupernetPlan, picks: list[dict], model: NAGModel, opts, 
         save_safetensors(directory / "model.safetensors", net.state_dict())
         save_arch(arch, directory)
         pick["test_acc"] = evaluate(net, ds, ds.test, p.source.device)  # reporting only, never selection
+        # binomial standard error of val_acc: differences between picks smaller than about twice
+        # this are within the noise of the held-out split
+        pick["val_acc_se"] = math.sqrt(pick["val_acc"] * (1 - pick["val_acc"]) / n_val)
         pick["arch"] = f"picks/{k}/arch.json"
         pick["weights"] = f"picks/{k}/model.safetensors"
     write_json(out / "picks.json", {"metric": opts.cost, "unit": unit, "answered_by": "generator",
                                     "source": str(opts.supernet), "accuracy": "held-out accuracy of the subnet "
-                                    "with inherited weights (val_acc); test_acc for reporting",
+                                    "with inherited weights (val_acc, its binomial standard error "
+                                    "val_acc_se); test_acc for reporting", "val_images": n_val,
                                     "evaluations": len(model.known), "picks": picks})
-    print(f"{'budget':>12} {'cost':>12} {'ok':>3} {'held-out':>9} {'test':>7}  weights")
+    print(f"{'budget':>12} {'cost':>12} {'ok':>3} {'held-out':>16} {'test':>7}  weights  "
+          f"(held-out: {n_val} images, +- one standard error)")
     for pick in picks:
         print(f"{pick['budget']:>12.6g} {pick['cost']:>12.6g} {'yes' if pick['feasible'] else 'NO':>3} "
-              f"{pick['val_acc']:>9.4f} {pick['test_acc']:>7.4f}  {out / pick['weights']}")
+              f"{pick['val_acc']:>7.4f} +- {pick['val_acc_se']:.4f} {pick['test_acc']:>7.4f}  {out / pick['weights']}")
     last = max(picks, key=lambda x: x["budget"])
     return {"target": {opts.cost: picks[0]["budget"]}, "unit": unit, "budgets": [x["budget"] for x in picks],
             "picks": picks, "supernet": str(opts.supernet), "answered_by": "generator",
