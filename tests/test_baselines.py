@@ -109,6 +109,26 @@ def test_impossible_targets_exit_2(cli_in_process, tmp_path, method, flags, mess
 
 
 # ------------------------------------------------------------------ DARTS
+def test_darts_steps_compute_only_the_gradients_their_optimizer_uses():
+    """The architecture step's alpha gradients equal those of a full backward (the weights' are
+    skipped, not changed), and every parameter needs gradients again afterwards."""
+    from budgetnas.methods.darts.method import no_grad_for
+    from budgetnas.methods.darts.supernet import DartsSupernet
+
+    torch.manual_seed(0)
+    net = DartsSupernet(channels=2, layers=3, in_channels=1, num_classes=10)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    loss = lambda: torch.nn.functional.cross_entropy(net(x), y)  # noqa: E731
+    loss().backward()
+    full = [a.grad.clone() for a in net.arch_parameters()]
+    net.zero_grad(set_to_none=True)
+    with no_grad_for(net.weight_parameters()):
+        loss().backward()
+    assert all(torch.allclose(a.grad, g, rtol=1e-4, atol=1e-7) for a, g in zip(net.arch_parameters(), full))
+    assert all(w.grad is None for w in net.weight_parameters())
+    assert all(p.requires_grad for p in net.parameters())
+
+
 def test_darts_search_writes_a_valid_scaled_architecture(tmp_path, capsys):
     out = tmp_path / "darts"
     run_darts(DartsOptions(**FAST, epochs=2, target_params=6000, out=out), progress=False)

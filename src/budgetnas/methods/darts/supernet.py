@@ -77,6 +77,8 @@ class DartsSupernet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         normal = F.softmax(self.alphas_normal, dim=-1)
         reduce = F.softmax(self.alphas_reduce, dim=-1)
+        if self.training:  # depthwise convs train several times faster channels_last on CPUs
+            x = x.contiguous(memory_format=torch.channels_last)
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
