@@ -39,14 +39,15 @@ DATA_OPTIONS = ("dataset", "subset", "image_size")  # what a reused search must 
 @contextmanager
 def no_grad_for(params: list[nn.Parameter]):
     """`params` need no gradient inside the block: backward skips their gradients (and the parts
-    of the graph only they need)."""
+    of the graph only they need). Each one's own setting comes back afterwards."""
+    before = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
     try:
         yield
     finally:
-        for p in params:
-            p.requires_grad_(True)
+        for p, flag in zip(params, before):
+            p.requires_grad_(flag)
 
 
 @dataclass

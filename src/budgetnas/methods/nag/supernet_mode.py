@@ -17,7 +17,6 @@ more epochs fine-tune it.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np
