@@ -8,7 +8,8 @@ Steps, each cached under --cache (run the same command again to continue after a
 2. sample: held-out accuracy with inherited weights (BN recalibrated) and cost of N random subnets
    ("exhaustive evaluation of a large random sample"; evals.json, saved every 25 evaluations);
 3. kendall: K subnets spread over the cost range, retrained from scratch (`budgetnas train`, one
-   run directory each): Kendall tau between inherited and retrained test accuracy;
+   run directory per subnet and --retrain-seeds seed): Kendall tau between inherited and retrained
+   test accuracy (the seeds' mean), and with several seeds how far retraining agrees with itself;
 4. generate, per seed: `budgetnas generate --supernet` with its defaults (5 quantile budgets):
    regret of every pick against the best of the sample within its budget; the largest-budget
    pick evaluated with 0 fine-tuning epochs (`budgetnas train --init-from --epochs 0`);
@@ -113,11 +114,14 @@ def step_sample(a, evals: Evals, space) -> dict:
             "cost": evals.source.cost(np.array(rows)).tolist(), "seconds": round(time.time() - started, 1)}
 
 
-def step_kendall(a, lazy: "Lazy", sample: dict, kept: "Kept") -> dict:
-    """K subnets evenly spread over the sample's cost ranks, retrained from scratch (each one kept
-    as it finishes)."""
-    from scipy.stats import kendalltau
+def retrain_dir(directory: Path, seed: int) -> Path:
+    """Seed 0 keeps the directory name of earlier runs (`train`), so their retraining is reused."""
+    return directory / ("train" if seed == 0 else f"train-s{seed}")
 
+
+def step_kendall(a, lazy: "Lazy", sample: dict, kept: "Kept") -> dict:
+    """K subnets evenly spread over the sample's cost ranks, each retrained from scratch once per
+    --retrain-seeds seed (each subnet kept as it finishes); the retrained accuracy is the seeds' mean."""
     order = np.argsort(sample["cost"], kind="stable")
     picks = [int(order[int(round(i))]) for i in np.linspace(0, len(order) - 1, a.kendall)]
     out = kept.steps.setdefault("kendall-subnets", [])
@@ -126,17 +130,40 @@ def step_kendall(a, lazy: "Lazy", sample: dict, kept: "Kept") -> dict:
         directory = a.cache / "kendall" / str(n)
         directory.mkdir(parents=True, exist_ok=True)
         save_arch(Arch("mbconv", source.config, source.genotype(row)), directory)
-        run_once(directory / "train", ["train", directory / "arch.json", "--epochs", a.retrain_epochs],
-                 a, done_file="metrics.json")
-        metrics = read_json(directory / "train" / "metrics.json")
+        accs = []
+        for seed in a.retrain_seed_list:
+            run = retrain_dir(directory, seed)
+            run_once(run, ["train", directory / "arch.json", "--epochs", a.retrain_epochs, "--seed", seed],
+                     a, done_file="metrics.json")
+            accs.append(read_json(run / "metrics.json")["test_acc"])
         inherited = evaluate(source.subnet(row), lazy.dataset, lazy.dataset.test, source.device)
         out.append({"row": list(row), "cost": sample["cost"][i], "inherited_val": sample["val_acc"][i],
-                    "inherited_test": inherited, "retrained_test": metrics["test_acc"]})
+                    "inherited_test": inherited, "retrained_test": float(np.mean(accs)), "retrained_seeds": accs})
         kept.save()
-    tau_test = kendalltau([r["inherited_test"] for r in out], [r["retrained_test"] for r in out])
-    tau_val = kendalltau([r["inherited_val"] for r in out], [r["retrained_test"] for r in out])
-    return {"subnets": out, "tau_test": float(tau_test.statistic), "p_test": float(tau_test.pvalue),
-            "tau_val": float(tau_val.statistic), "p_val": float(tau_val.pvalue)}
+    return kendall_summary(out)
+
+
+def kendall_summary(subnets: list[dict]) -> dict:
+    """Kendall tau of the inherited accuracies against the retrained ones; with several retraining
+    seeds also how well retraining agrees with itself (the ceiling any proxy is measured against)."""
+    from scipy.stats import kendalltau
+
+    retrained = [r["retrained_test"] for r in subnets]
+    tau_test = kendalltau([r["inherited_test"] for r in subnets], retrained)
+    tau_val = kendalltau([r["inherited_val"] for r in subnets], retrained)
+    out = {"subnets": subnets, "tau_test": float(tau_test.statistic), "p_test": float(tau_test.pvalue),
+           "tau_val": float(tau_val.statistic), "p_val": float(tau_val.pvalue)}
+    per_seed = np.array([r.get("retrained_seeds", [r["retrained_test"]]) for r in subnets])  # subnets x seeds
+    if per_seed.shape[1] > 1:
+        pairs = [(i, j) for i in range(per_seed.shape[1]) for j in range(i + 1, per_seed.shape[1])]
+        out["retrain_noise"] = {
+            "tau_between_seeds": float(np.mean([kendalltau(per_seed[:, i], per_seed[:, j]).statistic
+                                                for i, j in pairs])),
+            "sd_within_subnet": float(np.mean(per_seed.std(1, ddof=1))),
+            "sd_between_subnets": float(per_seed.mean(1).std(ddof=1)),
+            "tau_val_single_seed": [float(kendalltau([r["inherited_val"] for r in subnets], per_seed[:, k]).statistic)
+                                    for k in range(per_seed.shape[1])]}
+    return out
 
 
 def step_generate(a, _trained: "Lazy", seed: int, sample: dict) -> dict:
@@ -226,6 +253,8 @@ def main() -> None:
     p.add_argument("--sample", type=int, default=1000, help="random subnets evaluated exhaustively")
     p.add_argument("--kendall", type=int, default=24, help="subnets retrained from scratch")
     p.add_argument("--retrain-epochs", type=int, default=20)
+    p.add_argument("--retrain-seeds", default="0",
+                   help="retrain each ranked subnet once per seed (comma list); the truth is their mean")
     p.add_argument("--queries", type=int, default=400, help="subnet evaluations per method and seed")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--cost", default="macs")
@@ -237,10 +266,16 @@ def main() -> None:
     a.cache.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     keep = a.keep or ROOT / "docs" / "data" / f"supernet_{a.dataset}.json"
-    kept, lazy = Kept(keep, {k: getattr(a, k) for k in SETTINGS}), Lazy(a)
+    a.retrain_seed_list = [int(s) for s in a.retrain_seeds.split(",")]
+    settings = {k: getattr(a, k) for k in SETTINGS}
+    if a.retrain_seed_list != [0]:  # absent for one seed, so files kept before the option stay valid
+        settings["retrain_seeds"] = a.retrain_seeds
+    kept, lazy = Kept(keep, settings), Lazy(a)
     sample = kept.step("sample", a.cache / "sample.json",
                        lambda: step_sample(a, lazy.open().evals, lazy.source.space))
-    kendall = kept.step("kendall", a.cache / "kendall.json", lambda: step_kendall(a, lazy, sample, kept))
+    kendall_cache = a.cache / ("kendall.json" if a.retrain_seed_list == [0] else
+                               f"kendall-r{'-'.join(map(str, a.retrain_seed_list))}.json")
+    kendall = kept.step("kendall", kendall_cache, lambda: step_kendall(a, lazy, sample, kept))
     seeds = [int(s) for s in a.seeds.split(",")]
     generate = {s: kept.step(f"generate-s{s}", a.cache / f"generate-s{s}.json",
                              lambda: step_generate(a, lazy.open(), s, sample)) for s in seeds}

@@ -30,7 +30,7 @@ def section(r: dict, a) -> str:
              f"Command: `.venv/bin/python benchmarks/supernet_digits.py --threads {a.threads} "
              f"--dataset {a.dataset}{' ' + data.split(' ', 2)[2] if a.data_dir or a.image_size or a.subset else ''} "
              f"--epochs {a.epochs} --sample {a.sample} --kendall {a.kendall} --retrain-epochs {a.retrain_epochs} "
-             f"--queries {a.queries} --seeds {a.seeds} --cost {a.cost}`  ",
+             f"{'' if a.retrain_seeds == '0' else f'--retrain-seeds {a.retrain_seeds} '}--queries {a.queries} --seeds {a.seeds} --cost {a.cost}`  ",
              f"Machine: {machine()}, 2 cores shared with other work, {a.threads} torch thread; date {r['date']}; "
              f"torch {torch.__version__}, CPU. Every step is cached under `--cache`; the same command continues "
              "an interrupted run.", ""]
@@ -65,14 +65,26 @@ def _goals(r: dict, a) -> list[str]:
 
 def _kendall(k: dict, a) -> list[str]:
     rows = sorted(k["subnets"], key=lambda s: s["cost"])
+    seeds = a.retrain_seeds.split(",")
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"mean of seeds {a.retrain_seeds}"
     lines = [f"**Ranking.** {len(rows)} subnets evenly spread over the cost ranks of the sample, retrained "
-             f"from scratch (`budgetnas train`, quick recipe, {a.retrain_epochs} epochs, seed 0): Kendall tau "
+             f"from scratch (`budgetnas train`, quick recipe, {a.retrain_epochs} epochs, {which}): Kendall tau "
              f"{k['tau_test']:.2f} (p = {k['p_test']:.3g}) between test accuracy with inherited weights and "
              f"after retraining; {k['tau_val']:.2f} (p = {k['p_val']:.3g}) with the inherited held-out accuracy "
-             "NAG uses.", "", f"| {a.cost} | inherited, held-out | inherited, test | retrained, test |",
-             "|---|---|---|---|"]
+             "NAG uses."]
+    noise = k.get("retrain_noise")
+    if noise:
+        lines[-1] += (f" Retraining agrees with itself only so far: Kendall tau between two retraining seeds "
+                      f"{noise['tau_between_seeds']:.2f} (mean over pairs); the accuracy of one subnet varies by "
+                      f"{_pct(noise['sd_within_subnet'])} points between seeds (SD), the seed-mean accuracies of "
+                      f"the subnets by {_pct(noise['sd_between_subnets'])} points; inherited held-out accuracy "
+                      "against single seeds: tau " + " / ".join(f"{t:.2f}" for t in noise["tau_val_single_seed"]) + ".")
+    per_seed = len(seeds) > 1
+    lines += ["", f"| {a.cost} | inherited, held-out | inherited, test | retrained, test |"
+              + (" retrained per seed |" if per_seed else ""), "|---|---|---|---|" + ("---|" if per_seed else "")]
     lines += [f"| {s['cost']:,.0f} | {_pct(s['inherited_val'])} | {_pct(s['inherited_test'])} | "
-              f"{_pct(s['retrained_test'])} |" for s in rows]
+              f"{_pct(s['retrained_test'])} |"
+              + (" " + " / ".join(_pct(x) for x in s["retrained_seeds"]) + " |" if per_seed else "") for s in rows]
     return lines + [""]
 
 
