@@ -92,6 +92,23 @@ def combinations(dna: np.ndarray, naswot: np.ndarray, params: np.ndarray) -> dic
             "DNA + NASWOT + params (rank mean)": ranking.rank_mean(dna, naswot, params)}
 
 
+def op_effects(cells: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    """What each score values: least-squares change of a cell's rank percentile per edge holding
+    each op, relative to an edge holding `none` (cells: op indices, one row per cell). Set beside
+    the table's accuracy, it shows which ops a score over- or under-rates."""
+    from scipy.stats import rankdata
+
+    from budgetnas.spaces.nb201 import OPS
+
+    counts = np.stack([(cells == op).sum(1) for op in range(1, len(OPS))], 1).astype(np.float64)
+    design = np.c_[counts, np.ones(len(cells))]
+    out = {}
+    for name, score in scores.items():
+        coef, *_ = np.linalg.lstsq(design, rankdata(score) / len(score), rcond=None)
+        out[name] = [round(float(c), 4) for c in coef[:-1]]
+    return out
+
+
 def search_command(args) -> list[str]:
     return ["search", "dna", "--space", "nb201", "--dataset", "imagefolder", "--data-dir", str(args.data_dir),
             "--image-size", str(args.image_size), "--nb201-channels", str(args.channels),
@@ -217,7 +234,9 @@ def main() -> None:
     first = next(iter(scores.values()))
     scores.update({"params": params, "NASWOT": naswot, **combinations(first, naswot, params)})
     results = {name: ranking.ranking_report(s, acc, params, budgets=budgets, reach=REACH) for name, s in scores.items()}
-    record = {"command": "python benchmarks/dna_ranking.py " + shlex.join(sys.argv[1:]), "machine": machine(),
+    effects = op_effects(np.array(all_cells()), {"table accuracy (truth)": acc, **{
+        n: v for n, v in scores.items() if not n.endswith(" only")}})
+    record = {"op_effects": effects, "command": "python benchmarks/dna_ranking.py " + shlex.join(sys.argv[1:]), "machine": machine(),
               "date": _dt.date.today().isoformat(), "load_average": os.getloadavg(),
               "seconds_this_run": round(time.perf_counter() - started, 1), "naswot_seconds": round(naswot_s, 1),
               "budgets": budgets, "results": results, **fields,

@@ -80,6 +80,20 @@ def _reach_table(record: dict) -> list[str]:
     return lines
 
 
+def _op_table(record: dict) -> list[str]:
+    """Rank gain per op (relative to `none`) of every score beside the table's: which ops it misjudges."""
+    from budgetnas.spaces.nb201 import OPS
+
+    if "op_effects" not in record:
+        return []
+    lines = ["What each score values: the change of a cell's rank percentile for each edge holding the op "
+             "instead of `none` (least squares over all cells; the first row is the table's own accuracy).", "",
+             "| score | " + " | ".join(f"`{op}`" for op in OPS[1:]) + " |", "|---|" + "---|" * (len(OPS) - 1)]
+    lines += [f"| {name} | " + " | ".join(f"{c:+.3f}" for c in coef) + " |"
+              for name, coef in record["op_effects"].items()]
+    return lines + [""]
+
+
 def _goals(record: dict, dna: str) -> str:
     r = record["results"][dna]
     worst = max(p["regret"] for p in r["picks"])
@@ -114,5 +128,6 @@ def render(record: dict, acc: np.ndarray, *, cells) -> str:
         "Accuracy (table, %) of each score's pick under each budget:", "",
         *_picks_table(record, cells, dna), "",
         *_reach_table(record), "",
+        *_op_table(record),
         *[_goals(record, name) for name in (dna, COMBINED) if name in record["results"]], ""]
     return "\n".join(lines)

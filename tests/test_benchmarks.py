@@ -1,12 +1,15 @@
-"""The ranking summary of benchmarks/supernet_digits.py (retraining seeds averaged, their agreement)."""
+"""Helpers of the benchmarks: the supernet ranking summary (retraining seeds averaged, their
+agreement) and the op values of a NAS-Bench-201 ranking."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from dna_ranking import op_effects  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
 
 
@@ -32,3 +35,12 @@ def test_seeds_that_disagree_show_in_the_noise_summary():
 def test_seed_zero_reuses_the_directory_of_earlier_runs(tmp_path):
     assert retrain_dir(tmp_path, 0) == tmp_path / "train"
     assert retrain_dir(tmp_path, 2) == tmp_path / "train-s2"
+
+
+def test_op_effects_finds_the_op_a_score_rewards():
+    from budgetnas.methods.dna.nb201.block import CONV3, all_cells
+
+    cells = np.array(all_cells())
+    effects = op_effects(cells, {"counts 3x3": (cells == CONV3).sum(1)})
+    skip, conv1, conv3, pool = effects["counts 3x3"]
+    assert conv3 > 0.15 and max(abs(skip), abs(conv1), abs(pool)) < 0.01
