@@ -14,7 +14,10 @@ infeasible. Every other method reveals exactly 1,000 distinct rows (asserted): r
 1,000 random rows, evolution and reward shaping 100 per budget; 'NAG, 1,000 random rows' is the
 non-adaptive variant.
 
-    .venv/bin/python benchmarks/nag_nb201.py [--iterations 3000] [--threads 2] [--costs macs]
+    .venv/bin/python benchmarks/nag_nb201.py [--iterations 3000] [--threads 2] [--seeds 0,1,2] [--costs macs]
+
+Each finished (seed, cost) run is kept in docs/data/nag_nb201.json; started again, the benchmark
+runs only what is missing there and writes the page from the kept runs.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from budgetnas.cost.nb201 import nb201_costs  # noqa: E402
-from budgetnas.io import atomic_write  # noqa: E402
+from budgetnas.io import atomic_write, read_json, write_json  # noqa: E402
 from budgetnas.methods.nag.model import NAGModel  # noqa: E402
 from budgetnas.methods.nag.per_budget import per_budget, random_search  # noqa: E402
 from budgetnas.methods.nag.settings import Settings  # noqa: E402
@@ -139,19 +142,34 @@ def run_cost(table, column, args, rng_seed):
         assert n == QUERIES or name.endswith("paper's selection"), (name, n)
         regret, feasible = score(idx, budgets, acc, cost)
         unseen = np.arange(10) % 2 == 1
-        rows[name] = {"mean": regret.mean(), "worst": regret.max(), "mean_unseen": regret[unseen].mean(),
-                      "feasible": feasible.mean(), "ms": ms, "picks": idx, "queries": n}
-    return {"rows": rows, "budgets": budgets, **times, "acc": acc, "cost": cost,
-            "discount": model.acc_discount, "margin": model.margin}
+        rows[name] = {"mean": float(regret.mean()), "worst": float(regret.max()),
+                      "mean_unseen": float(regret[unseen].mean()), "feasible": float(feasible.mean()), "ms": ms,
+                      "picks": [int(i) for i in idx], "queries": int(n)}
+    return {"rows": rows, "budgets": [float(b) for b in budgets], **times,
+            "discount": float(model.acc_discount), "margin": float(model.margin)}
 
 
-def plot(column, res, path):
+def kept_runs(path: Path, settings: dict) -> dict:
+    """Finished (seed, cost) runs kept in the repository, valid for one set of settings."""
+    kept = read_json(path) if path.is_file() else {}
+    return kept if kept.get("settings") == settings else {"settings": settings, "runs": {}}
+
+
+def seed_cost(table, column, args, seed: int, kept: dict) -> dict:
+    """One (seed, cost) run, from `kept` when it is there, else run and kept at once."""
+    key = f"{seed}/{column}"
+    if key not in kept["runs"]:
+        kept["runs"][key] = run_cost(table, column, args, seed)
+        write_json(args.keep, kept)
+    return kept["runs"][key]
+
+
+def plot(column, res, acc, cost, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    acc, cost = res["acc"], res["cost"]
     order = np.argsort(cost)
     best = np.maximum.accumulate(acc[order])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -175,65 +193,104 @@ def plot(column, res, path):
     plt.close(fig)
 
 
+def _mean(values: list[float], spread: bool) -> str:
+    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if spread else f"{values[0]:.2f}"
+
+
+def cost_section(column: str, runs: list[dict], seeds: list[int]) -> list[str]:
+    """One cost: every method's regret, averaged over the seeds, and the first seed's picks drawn."""
+    r0 = runs[0]
+    lines = [f"## {column}", "",
+             f"Predictors + evaluator fits (initial + {r0['rounds']} refits): {r0['fit_s']:.1f} s; generator "
+             f"training: {r0['train_s']:.1f} s; accuracy discount {r0['discount']:.2f} pp, cost margin "
+             f"{r0['margin']:.3f} (log); seed {seeds[0]}" + (f", mean over seeds {','.join(map(str, seeds))} "
+                                                           "in the table" if len(seeds) > 1 else "") + ".", "",
+             "| method | table queries | mean regret | worst regret | mean regret, unseen budgets | "
+             "feasible | ms per budget |", "|---|---|---|---|---|---|---|"]
+    for name, r in r0["rows"].items():
+        rows = [run["rows"][name] for run in runs]
+        ms = f"{np.mean([x['ms'] for x in rows]):.1f}" if r["ms"] is not None else "-"
+        lines.append(f"| {name} | {r['queries']} | {_mean([x['mean'] for x in rows], len(runs) > 1)} | "
+                     f"{max(x['worst'] for x in rows):.2f} | {np.mean([x['mean_unseen'] for x in rows]):.2f} | "
+                     f"{100 * np.mean([x['feasible'] for x in rows]):.0f}% | {ms} |")
+    return lines + ["", f"![{column}](img/nag_{column}.png)", ""]
+
+
+NAG, GEN, RANDOM, EVO = ("NAG (adaptive queries + verification)", "NAG, generated only (+ verification)",
+                         "random search", "regularized evolution")
+
+
+def summary_rows(column: str, runs: list[dict]) -> tuple[str, str]:
+    """The cost's line of the summary table and of the paired-difference table."""
+    mean = {name: [run["rows"][name]["mean"] for run in runs] for name in runs[0]["rows"]}
+    spread = len(runs) > 1
+    others = min(np.mean(v) for n, v in mean.items() if not n.startswith("NAG"))
+    feasible = min(run["rows"][n]["feasible"] for run in runs for n in (NAG, GEN))
+    met = np.mean(mean[NAG]) < 0.3 and np.mean(mean[NAG]) < others and feasible == 1
+    beats = np.mean(mean[GEN]) < min(np.mean(mean[RANDOM]), np.mean(mean[EVO]))
+    line = (f"| {column} | {_mean(mean[NAG], spread)} | {_mean(mean[GEN], spread)} | {_mean(mean[RANDOM], spread)} | "
+            f"{_mean(mean[EVO], spread)} | {others:.2f} | {100 * feasible:.0f}% | {'yes' if met else 'no'} | "
+            f"{'yes' if beats else 'no'} |")
+    diff = lambda other: np.subtract(mean[GEN], mean[other])  # noqa: E731
+    paired = (f"| {column} | {_mean(list(diff(RANDOM)), spread)} | {sum(diff(RANDOM) < 0)} of {len(runs)} | "
+              f"{_mean(list(diff(EVO)), spread)} | {sum(diff(EVO) < 0)} of {len(runs)} |")
+    return line, paired
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma list; each seed is a whole run of every method")
     p.add_argument("--costs", default=",".join(COSTS))
     p.add_argument("--no-ablation", dest="ablation", action="store_false",
                    help="skip the non-adaptive NAG variant (1,000 random rows)")
     p.add_argument("--machine", default=None, help="machine description for the report")
     p.add_argument("--out", default=str(ROOT / "docs" / "bench_nag.md"))
+    p.add_argument("--keep", type=Path, default=ROOT / "docs" / "data" / "nag_nb201.json",
+                   help="finished (seed, cost) runs; a run already there is not run again")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",")]
     table = load_table(CSV)
+    kept = kept_runs(args.keep, {"iterations": args.iterations, "ablation": args.ablation})
     machine = args.machine or subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
                                              text=True).stdout.split(":", 1)[-1].strip()
     lines = ["# NAG benchmark: NAS-Bench-201 (CIFAR-10)", "",
              f"Command: `.venv/bin/python benchmarks/nag_nb201.py --iterations {args.iterations} "
-             f"--threads {args.threads} --seed {args.seed}`  ",
+             f"--threads {args.threads} --seeds {args.seeds}`  ",
              f"Machine: {machine}, {args.threads} threads; date {_dt.date.today().isoformat()}; "
-             f"torch {torch.__version__}.", "",
+             f"torch {torch.__version__}. Finished runs are kept in `docs/data/nag_nb201.json`.", "",
              f"Every method reveals exactly {QUERIES} distinct table rows (asserted). NAG: {INITIAL} random "
-             f"rows (seed {args.seed}), then {QUERIES - INITIAL - 10 * VERIFY} in 3 query rounds proposed by its "
+             f"rows (seeded), then {QUERIES - INITIAL - 10 * VERIFY} in 3 query rounds proposed by its "
              f"own generator across the budget range, then {VERIFY} per budget verifying its picks (the best "
              "predicted of 1,000 generated candidates at temperature 2 are revealed; the best measured one is "
              "the pick). 'Generated only' picks among the generated candidates alone; the paper's selection "
              "(200 candidates at temperature 1, judged by the predictor, no verification) used 900 rows. 10 "
              "budgets at the 5-95% cost quantiles of the random rows; the generator trains on budgets 1,3,5,7,9 "
              "and answers 2,4,6,8,10 unseen. Regret in percentage points of CIFAR-10 test accuracy against the "
-             "best feasible cell of all 15,625.", ""]
-    summary, header = [], len(lines)
+             "best feasible cell of all 15,625" + (f"; mean ± std over seeds {args.seeds}" if len(seeds) > 1 else "")
+             + ".", ""]
+    summary, paired, header = [], [], len(lines)
     for column in args.costs.split(","):
-        res = run_cost(table, column, args, args.seed)
+        runs = [seed_cost(table, column, args, s, kept) for s in seeds]
         img = ROOT / "docs" / "img" / f"nag_{column}.png"
         img.parent.mkdir(parents=True, exist_ok=True)
-        plot(column, res, img)
-        lines += [f"## {column}", "",
-                  f"Predictors + evaluator fits (initial + {res['rounds']} refits): {res['fit_s']:.1f} s; "
-                  f"generator training ({args.iterations} iterations): {res['train_s']:.1f} s; "
-                  f"accuracy discount {res['discount']:.2f} pp, cost margin {res['margin']:.3f} (log).", "",
-                  "| method | table queries | mean regret | worst regret | mean regret, unseen budgets | "
-                  "feasible | ms per budget |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, r in res["rows"].items():
-            ms = f"{r['ms']:.1f}" if r["ms"] is not None else "-"
-            lines.append(f"| {name} | {r['queries']} | {r['mean']:.2f} | {r['worst']:.2f} | "
-                         f"{r['mean_unseen']:.2f} | {100 * r['feasible']:.0f}% | {ms} |")
-        lines += ["", f"![{column}](img/nag_{column}.png)", ""]
+        plot(column, runs[0], table.column("cifar10_test_acc"), table.column(column), img)
+        lines += cost_section(column, runs, seeds)
         print("\n".join(lines[-14:]), flush=True)
-        nag = res["rows"]["NAG (adaptive queries + verification)"]
-        gen = res["rows"]["NAG, generated only (+ verification)"]
-        rs, evo = res["rows"]["random search"]["mean"], res["rows"]["regularized evolution"]["mean"]
-        others = [r["mean"] for n, r in res["rows"].items() if not n.startswith("NAG")]
-        met = nag["mean"] < 0.3 and nag["mean"] < min(others) and nag["feasible"] == 1
-        summary.append(f"| {column} | {nag['mean']:.2f} | {gen['mean']:.2f} | {rs:.2f} | {evo:.2f} | "
-                       f"{min(others):.2f} | {100 * min(nag['feasible'], gen['feasible']):.0f}% | "
-                       f"{'yes' if met else 'no'} | {'yes' if gen['mean'] < min(rs, evo) else 'no'} |")
-    lines[header:header] = ["| cost | NAG | NAG, generated only | random search | evolution | best baseline | "
-                            "NAG feasible | NAG goal met | generated only beats random search and evolution |",
-                            "|---|---|---|---|---|---|---|---|---|", *summary, ""]
+        line, pair = summary_rows(column, runs)
+        summary.append(line)
+        paired.append(pair)
+    table_lines = ["| cost | NAG | NAG, generated only | random search | evolution | best baseline | "
+                   "NAG feasible | NAG goal met | generated only beats random search and evolution |",
+                   "|---|---|---|---|---|---|---|---|---|", *summary, ""]
+    if len(seeds) > 1:
+        table_lines += ["Paired differences of mean regret, generated only minus the baseline on the same seed "
+                        "(negative: generated only is better):", "",
+                        "| cost | minus random search | seeds better | minus evolution | seeds better |",
+                        "|---|---|---|---|---|", *paired, ""]
+    lines[header:header] = table_lines
     write_keeping_supernet_section(Path(args.out), "\n".join(lines) + "\n")
 
 

@@ -44,3 +44,25 @@ def test_op_effects_finds_the_op_a_score_rewards():
     effects = op_effects(cells, {"counts 3x3": (cells == CONV3).sum(1)})
     skip, conv1, conv3, pool = effects["counts 3x3"]
     assert conv3 > 0.15 and max(abs(skip), abs(conv1), abs(pool)) < 0.01
+
+
+def _nag_run(regrets: dict[str, float]) -> dict:
+    rows = {name: {"mean": r, "worst": r + 1, "mean_unseen": r, "feasible": 1.0, "ms": None, "picks": [0],
+                   "queries": 1000} for name, r in regrets.items()}
+    return {"rows": rows, "budgets": [1.0], "fit_s": 1.0, "train_s": 1.0, "rounds": 3, "discount": 0.5,
+            "margin": 0.01}
+
+
+def test_nag_summary_averages_seeds_and_pairs_them():
+    from nag_nb201 import EVO, GEN, NAG, RANDOM, cost_section, summary_rows
+
+    runs = [_nag_run({NAG: 0.1, GEN: 0.2, RANDOM: 0.34, EVO: 0.1}),
+            _nag_run({NAG: 0.1, GEN: 0.4, RANDOM: 0.3, EVO: 0.9})]
+    line, paired = summary_rows("macs", runs)
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[2] == "0.30 ± 0.14" and cells[-1] == "yes"  # below random search's 0.32 and evolution's 0.50
+    assert cells[4] == "0.50 ± 0.57" and cells[5] == "0.32"  # best baseline: the lowest mean of the others
+    pair = [c.strip() for c in paired.split("|")[1:-1]]
+    assert pair[2] == "1 of 2" and pair[4] == "1 of 2"  # better than random on seed 0, than evolution on seed 1
+    table = "\n".join(cost_section("macs", runs, [0, 1]))
+    assert "| regularized evolution | 1000 | 0.50 ± 0.57 | 1.90 |" in table
