@@ -237,6 +237,12 @@ def summary_rows(column: str, runs: list[dict]) -> tuple[str, str]:
     return line, paired
 
 
+def shown(path: Path) -> str:
+    """`path` relative to the repository when it is inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--iterations", type=int, default=3000)
@@ -260,7 +266,7 @@ def main() -> None:
              f"Command: `.venv/bin/python benchmarks/nag_nb201.py --iterations {args.iterations} "
              f"--threads {args.threads} --seeds {args.seeds}`  ",
              f"Machine: {machine}, {args.threads} threads; date {_dt.date.today().isoformat()}; "
-             f"torch {torch.__version__}. Finished runs are kept in `docs/data/nag_nb201.json`.", "",
+             f"torch {torch.__version__}. Finished runs are kept in `{shown(args.keep)}`.", "",
              f"Every method reveals exactly {QUERIES} distinct table rows (asserted). NAG: {INITIAL} random "
              f"rows (seeded), then {QUERIES - INITIAL - 10 * VERIFY} in 3 query rounds proposed by its "
              f"own generator across the budget range, then {VERIFY} per budget verifying its picks (the best "
