@@ -114,9 +114,9 @@ def step_sample(a, evals: Evals, space) -> dict:
             "cost": evals.source.cost(np.array(rows)).tolist(), "seconds": round(time.time() - started, 1)}
 
 
-def retrain_dir(directory: Path, seed: int) -> Path:
-    """Seed 0 keeps the directory name of earlier runs (`train`), so their retraining is reused."""
-    return directory / ("train" if seed == 0 else f"train-s{seed}")
+def retrain_dir(directory: Path, seed: int, epochs: int) -> Path:
+    """One directory per (epochs, seed): runs of other retraining lengths are kept beside it."""
+    return directory / f"train-e{epochs}-s{seed}"
 
 
 def step_kendall(a, lazy: "Lazy", sample: dict, kept: "Kept") -> dict:
@@ -132,7 +132,7 @@ def step_kendall(a, lazy: "Lazy", sample: dict, kept: "Kept") -> dict:
         save_arch(Arch("mbconv", source.config, source.genotype(row)), directory)
         accs = []
         for seed in a.retrain_seed_list:
-            run = retrain_dir(directory, seed)
+            run = retrain_dir(directory, seed, a.retrain_epochs)
             run_once(run, ["train", directory / "arch.json", "--epochs", a.retrain_epochs, "--seed", seed],
                      a, done_file="metrics.json")
             accs.append(read_json(run / "metrics.json")["test_acc"])

@@ -32,9 +32,9 @@ def test_seeds_that_disagree_show_in_the_noise_summary():
     assert noise["sd_within_subnet"] > noise["sd_between_subnets"]
 
 
-def test_seed_zero_reuses_the_directory_of_earlier_runs(tmp_path):
-    assert retrain_dir(tmp_path, 0) == tmp_path / "train"
-    assert retrain_dir(tmp_path, 2) == tmp_path / "train-s2"
+def test_retrain_dir_is_one_per_epochs_and_seed(tmp_path):
+    assert retrain_dir(tmp_path, 0, 10) == tmp_path / "train-e10-s0"
+    assert retrain_dir(tmp_path, 2, 30) == tmp_path / "train-e30-s2"
 
 
 def test_op_effects_finds_the_op_a_score_rewards():
