@@ -313,3 +313,29 @@ def test_latency_target_is_hit_by_the_table_estimate(tmp_path, monkeypatch):
     assert summary["target"] == {"latency": target}
     assert abs(summary["latency_ms_table"] / target - 1) <= 0.03
     assert summary["latency_ms_measured"] > 0 and list((tmp_path / "cache").glob("darts_latency-*.json"))
+
+
+def test_held_out_accuracy_does_not_depend_on_stale_batchnorm_statistics():
+    """After a commit the running statistics belong to the search-mode network; the held-out
+    accuracy is judged with statistics recalibrated for the committed one, and the search's own
+    statistics are left as they were."""
+    from budgetnas.data import load_dataset
+    from budgetnas.methods.mgas.search import MGASSearch
+    from budgetnas.methods.mgas.settings import settings_from
+
+    opts = MGASOptions(**FAST)
+    search = MGASSearch(load_dataset("digits", subset=200), settings_from(opts), target={"params": 20000},
+                        seed=0, device=torch.device("cpu"))
+    search.one_epoch()
+    phase = search.phases[-1]
+    logits = search.held_out_logits(phase)
+    stale = {k: v.clone() for k, v in search.net.state_dict().items()}
+    for name, buffer in search.net.named_buffers():
+        if name.endswith("running_mean"):
+            buffer.add_(torch.randn_like(buffer) * 3)
+        elif name.endswith("running_var"):
+            buffer.mul_(10)
+    corrupted = {k: v.clone() for k, v in search.net.state_dict().items()}
+    torch.testing.assert_close(search.held_out_logits(phase), logits)
+    assert all(torch.equal(v, corrupted[k]) for k, v in search.net.state_dict().items())
+    assert any(not torch.equal(stale[k], corrupted[k]) for k in stale)

@@ -82,12 +82,13 @@ class BN(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
+        self.momentum = 0.1  # as nn.BatchNorm2d's; recalibration (train/bn_stats.py) changes it
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         w, b = self.weight, self.bias
         if gate is not None:
             w, b = w * gate, b * gate
-        return F.batch_norm(x, self.running_mean, self.running_var, w, b, self.training, 0.1, 1e-5)
+        return F.batch_norm(x, self.running_mean, self.running_var, w, b, self.training, self.momentum, 1e-5)
 
 
 class FactorizedReduce(nn.Module):
