@@ -273,8 +273,7 @@ def main() -> None:
     kept, lazy = Kept(keep, settings), Lazy(a)
     sample = kept.step("sample", a.cache / "sample.json",
                        lambda: step_sample(a, lazy.open().evals, lazy.source.space))
-    kendall_cache = a.cache / ("kendall.json" if a.retrain_seed_list == [0] else
-                               f"kendall-r{'-'.join(map(str, a.retrain_seed_list))}.json")
+    kendall_cache = a.cache / f"kendall-e{a.retrain_epochs}-r{'-'.join(map(str, a.retrain_seed_list))}.json"
     kendall = kept.step("kendall", kendall_cache, lambda: step_kendall(a, lazy, sample, kept))
     seeds = [int(s) for s in a.seeds.split(",")]
     generate = {s: kept.step(f"generate-s{s}", a.cache / f"generate-s{s}.json",
