@@ -30,9 +30,7 @@ def recalibrated_bn(model: nn.Module, forward: Callable[[torch.Tensor], object],
     1/(k+1), which is the cumulative average) and the model is in eval mode. On exit the running
     statistics, the batch counts, the momenta and the training flag are restored exactly."""
     bns = batchnorms(model)
-    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.momentum,
-              getattr(bn, "num_batches_tracked", None)) for bn in bns]
-    tracked = [t.clone() if t is not None else None for *_, t in saved]
+    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.momentum, _count(bn)) for bn in bns]
     was_training = model.training
     try:
         for bn in bns:
@@ -47,10 +45,15 @@ def recalibrated_bn(model: nn.Module, forward: Callable[[torch.Tensor], object],
         model.eval()
         yield model
     finally:
-        for bn, (mean, var, momentum, count), before in zip(bns, saved, tracked):
+        for bn, (mean, var, momentum, count) in zip(bns, saved):
             bn.running_mean.copy_(mean)
             bn.running_var.copy_(var)
             bn.momentum = momentum
             if count is not None:
-                count.copy_(before)
+                bn.num_batches_tracked.copy_(count)
         model.train(was_training)
+
+
+def _count(bn: nn.Module) -> torch.Tensor | None:
+    tracked = getattr(bn, "num_batches_tracked", None)
+    return tracked.clone() if isinstance(tracked, torch.Tensor) else None
