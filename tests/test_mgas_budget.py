@@ -76,6 +76,16 @@ def test_brake_stops_the_push_once_the_gated_size_is_on_the_plan():
     assert state.correction == 2.0
 
 
+def test_the_budget_controller_brakes_by_default_and_the_user_can_turn_it_off():
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.settings import settings_from
+
+    assert settings_from(MGASOptions()).brake_every == 8
+    assert settings_from(MGASOptions(brake_every=0)).brake_every == 0
+    # the published schedule has no plan to brake at
+    assert settings_from(MGASOptions(lambda_schedule="paper")).brake_every == 0
+
+
 def test_cubic_plan_cuts_most_early_and_least_at_the_end():
     sizes = [ctl.planned_size(1000, 10, k, 4, "cubic") for k in range(6)]
     assert sizes[0] == 1000 and sizes[4] == sizes[5] == pytest.approx(10)

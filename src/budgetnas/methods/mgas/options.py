@@ -48,7 +48,7 @@ class MGASOptions(TargetOptions):
                           "log size; cubic = large cuts first, small ones at the end")
     brake_every: int | None = Field(None, ge=0, description="budget controller: every this many steps, "
                                     "stop pushing for the rest of the epoch once the gated size is on the "
-                                    "plan (0 = never, the default; docs/mgas.md 10.9)")
+                                    "plan (0 = never; budget controller default 8; docs/mgas.md 10.12)")
     mu: float | None = Field(None, ge=0, description="weight of the ops' latency cost in R_size "
                                                      "(0 = as published; tiny: 0.1)")
     lr_alpha: float | None = Field(None, gt=0, description="learning rate of alpha (1)")

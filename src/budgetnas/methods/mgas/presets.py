@@ -22,6 +22,12 @@ than the op thresholds (0.02 and 0.005 against 0.1; published: 0.1 and 0.001). I
 the thresholds of all levels move almost in step (CE's push back is small), so these rates set
 the balance between the levels: equal rates pruned filters as much as ops and left narrow cells
 of ~30 ops each; weight thresholds at 0.02 pruned three quarters of the weights and kept 98 ops.
+
+**Decision (in-epoch brake, every 8 steps; docs/mgas.md 10.12):** the controller checks the gated
+size every 8 steps of a search epoch and stops pushing once it is on the plan. Without it, the
+first search epoch of the CIFAR-10 supernet crossed the whole cliff of tied scores (413k -> 132k
+params against a plan of 373k); at a 150k target that is below the target, the landing
+fallback sized the network and the search ended after 2 of its 10 search epochs.
 """
 from __future__ import annotations
 
@@ -39,4 +45,5 @@ PRESETS: dict[str, dict] = {
                     "n_thr": 12, "lambda_delta": 1e-5},
 }
 
-BUDGET: dict = {"threshold_momentum": 0.0, "lr_filter_threshold": 0.02, "lr_weight_threshold": 0.005}
+BUDGET: dict = {"threshold_momentum": 0.0, "lr_filter_threshold": 0.02, "lr_weight_threshold": 0.005,
+                "brake_every": 8}

@@ -134,8 +134,8 @@ class Steering:
 
     # ---------------------------------------------------------------- during a search epoch
     def brake(self, phase, step: int) -> bool:
-        """The in-epoch brake (`--brake-every N`, off by default; docs/mgas.md 10.9): once the gated
-        size has reached the epoch's planned point, lambda is 0 for the rest of the epoch. The
+        """The in-epoch brake (`--brake-every N`, 8 by default; docs/mgas.md 10.9, 10.12): once the
+        gated size has reached the epoch's planned point, lambda is 0 for the rest of the epoch. The
         feed-forward model does not see CE spreading tied scores, and at the first search epoch of
         the CIFAR-10 supernet the thresholds crossed the whole cliff (413k -> 131k params against
         a plan of 334k). The same rule as between epochs (lambda 0 at or below the plan), checked
