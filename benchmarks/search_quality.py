@@ -64,6 +64,18 @@ OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-nobrake": ["--brake-every",
             "mgas-cubic-nobrake": ["--plan", "cubic", "--brake-every", "0"]}
 
 
+def variant_flags(method: str) -> list[str]:
+    """An optional variant's flags; `mgas-cN` searches a supernet of width N (the later flag wins)."""
+    if method.startswith("mgas-c") and method[6:].isdigit():
+        return ["--channels", method[6:]]
+    return OPTIONAL[method]
+
+
+def width_variants(rows: list[dict]) -> list[str]:
+    return sorted({r["method"] for r in rows if r["method"].startswith("mgas-c") and r["method"][6:].isdigit()},
+                  key=lambda m: int(m[6:]))
+
+
 def cli(args: list, log: Path, threads: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(threads)}
     with open(log, "a") as fh:
@@ -89,9 +101,9 @@ def search(job: dict, proto: dict, data: list, out: Path, threads: int, log: Pat
         scale_handwritten(proto, data, target, out)
         return out / "arch.json"
     name = "mgas" if method.startswith("mgas") else method
-    extra = {"mgas": proto["mgas"], "mgas-3stage": [*proto["mgas"], "--stages", "3"],
-             "darts": proto["darts"], "random": proto["random"],
-             **{variant: [*proto["mgas"], *flags] for variant, flags in OPTIONAL.items()}}[method]
+    base = {"mgas": proto["mgas"], "mgas-3stage": [*proto["mgas"], "--stages", "3"],
+            "darts": proto["darts"], "random": proto["random"]}
+    extra = base[method] if method in base else [*proto["mgas"], *variant_flags(method)]
     cli(["search", name, *common, *extra, *resumable(out, "summary.json")], log, threads)
     return out / "arch.json"
 
@@ -203,7 +215,7 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
                   "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
                   "paired diff vs MGAS (pp) | latency ms | search s | search peak MB |",
                   "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
-        for method in [*METHODS, *OPTIONAL]:
+        for method in [*METHODS, *OPTIONAL, *width_variants(here)]:
             rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
             if not rs:
                 continue
@@ -257,7 +269,7 @@ def main() -> None:
     parser.add_argument("--targets", type=lambda t: [int(v) for v in t.split(",")], default=None,
                         help="comma-separated non-zero params targets (default: the protocol's)")
     parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS,
-                        help=f"comma-separated, from {', '.join([*METHODS, *OPTIONAL])}")
+                        help=f"comma-separated, from {', '.join([*METHODS, *OPTIONAL])}, mgas-cN (supernet width N)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--cache", default=str(ROOT / ".cache" / "search_quality"),

@@ -192,6 +192,7 @@ def test_targets_are_hit_within_3_percent(tmp_path):
         summary = json.loads((out / "summary.json").read_text())
         model = build_model(load_arch(out / "arch.json"))
         assert summary["params_nonzero"] == count_nonzero(model)
+        assert (summary["channels"], summary["channels_from"]) == (2, "--channels")  # never widened
         assert abs(summary["params_nonzero"] / target - 1) <= 0.03, (target, summary["params_nonzero"])
         log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
         assert {"stage", "lambda", "op_ratio", "filter_ratio", "weight_ratio", "size", "val_acc",

@@ -245,3 +245,36 @@ def test_search_loop_brakes_where_the_controller_says_so(tmp_path, monkeypatch):
     pushed = [row for row in rows if row["kind"] == "search" and row["lambda"] > 0]
     assert pushed and all(row["braked_at_step"] == 3 for row in pushed)
     assert all(row["braked_at_step"] is None for row in rows if row not in pushed)
+
+
+# ------------------------------------------------------------------ supernet width from the target
+def test_width_for_target_picks_the_narrowest_even_width_with_the_headroom():
+    from budgetnas.methods.mgas.width import width_for_target
+
+    def size_at(width):  # params grow with the width squared
+        return 1000.0 * width ** 2
+
+    assert width_for_target(size_at, 8, 8000.0) == 8  # 64,000 is already 8x 8,000
+    wide = width_for_target(size_at, 8, 20000.0)  # needs 160,000: width 12.6 -> 14
+    assert wide == 14 and size_at(wide) >= 8 * 20000 > size_at(wide - 2)
+    assert width_for_target(size_at, 8, 1e9) == 32  # at most 4x the preset's width
+
+
+def test_a_large_target_widens_the_supernet_and_channels_given_keeps_it(tmp_path, cli_in_process):
+    from budgetnas.methods.mgas.method import widened
+    from budgetnas.methods.mgas.settings import SearchSettings
+    from budgetnas.methods.mgas.sizer import Sizer
+
+    shape = type("Shape", (), {"input_size": 8, "channels": 1, "num_classes": 10})
+    width = widened(SearchSettings(channels=8, layers=3), shape, "params", 32000)
+    size = Sizer("params", 8)(MGASSupernet(channels=width, layers=3, in_channels=1, num_classes=10))
+    narrower = Sizer("params", 8)(MGASSupernet(channels=width - 2, layers=3, in_channels=1, num_classes=10))
+    assert width > 8 and size >= 8 * 32000 > narrower
+    common = ["search", "mgas", "--dataset", "digits", "--subset", "100", "--batch-size", "50",
+              "--target-params", "32000", "--stop-after", "1", "--no-report", "--threads", "1"]
+    proc = cli_in_process(*common, "--out", tmp_path / "auto")
+    assert proc.returncode == 0, proc.stderr
+    assert f"widened from C=8 to C={width}" in proc.stdout
+    proc = cli_in_process(*common, "--channels", "8", "--out", tmp_path / "given")
+    assert proc.returncode == 0, proc.stderr
+    assert "widened" not in proc.stdout

@@ -15,7 +15,9 @@ from .ledger import pruned_by
 from .options import MGASOptions
 from .search import MGASSearch
 from .settings import settings_from
-from .sizer import minimum_arch
+from .sizer import Sizer, minimum_arch
+from .supernet import MGASSupernet
+from .width import HEADROOM, width_for_target
 
 # Without a target: 4 % of the supernet's exported size (8,776 params for tiny on digits).
 # **Decision:** about the size of a DARTS-like network (8 ops a cell) at the supernet's width, the
@@ -34,7 +36,17 @@ class MGASMethod(Method):
         given = opts.target()
         target = {given[0]: given[1]} if given else {"params": 0}
         table = latency_table(str(ctx.device), threads=opts.latency_threads) if "latency" in target else None
-        self.search = MGASSearch(ctx.dataset, settings_from(opts), target=target, seed=opts.seed,
+        settings = settings_from(opts)
+        preset = settings.channels
+        self.channels_from = "--channels" if opts.channels is not None else "preset"
+        if given and given[0] in ("params", "macs") and opts.channels is None:
+            settings.channels = widened(settings, ctx.dataset, *given)
+            if settings.channels != preset:
+                self.channels_from = f"target ({HEADROOM:g}x headroom; preset C={preset})"
+                if ctx.rank == 0:
+                    print(f"supernet widened from C={preset} to C={settings.channels}: at least "
+                          f"{HEADROOM:g}x the target leaves the search a choice (--channels N to set it)")
+        self.search = MGASSearch(ctx.dataset, settings, target=target, seed=opts.seed,
                                  device=ctx.device, rank=ctx.rank, world=ctx.world, latency_table=table)
         search = self.search
         if given is None:
@@ -80,6 +92,7 @@ class MGASMethod(Method):
         arch_text = json.dumps(arch.to_json(None)["genotype"], sort_keys=True)
         extras = {"target": search.target, "val_acc": search.evaluate(search.phases[-1]),
                   "epochs": search.state.global_epoch, "stages": search.s.stages,
+                  "channels": search.s.channels, "channels_from": self.channels_from,
                   "ops_kept": sum(len(c["edges"]) for c in arch.genotype["cells"]),
                   "cells": len(arch.genotype["cells"]), "world_size": search.world,
                   "options": self.opts.model_dump(mode="json"),
@@ -102,6 +115,17 @@ class MGASMethod(Method):
                                        (("gates", "gates"), ("land", "landing"), ("force", "fallback")))}
 
 
+def widened(settings, dataset, unit: str, goal: float) -> int:
+    """The supernet's width for this target (width.py: at least HEADROOM x the target)."""
+    sizer = Sizer(unit, dataset.input_size)
+
+    def size_at(width: int) -> float:
+        return sizer(MGASSupernet(channels=width, layers=settings.layers, in_channels=dataset.channels,
+                                  num_classes=dataset.num_classes))
+
+    return width_for_target(size_at, settings.channels, goal)
+
+
 def check_target(search: MGASSearch) -> tuple[int, int]:
     """(smallest, largest) size the search can end with; a target outside is refused (exit 2)."""
     largest = search.sizer(search.net)
@@ -109,7 +133,8 @@ def check_target(search: MGASSearch) -> tuple[int, int]:
     flag, goal, unit = "--" + TARGET_FIELDS[search.unit].replace("_", "-"), search.goal, search.unit
     if goal > largest:
         raise UserError(f"target {goal} is above the whole supernet ({largest} {unit})", where=flag,
-                        fix=f"choose a target between {smallest} and {largest}, or a larger preset / --channels")
+                        fix=f"choose a target between {smallest} and {largest}, or a larger preset / a "
+                            f"larger --channels")
     if goal < smallest:
         raise UserError(f"target {goal} is below the smallest network this space allows "
                         f"({smallest} {unit})", where=flag,
