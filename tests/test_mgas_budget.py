@@ -271,10 +271,14 @@ def test_a_large_target_widens_the_supernet_and_channels_given_keeps_it(tmp_path
     narrower = Sizer("params", 8)(MGASSupernet(channels=width - 2, layers=3, in_channels=1, num_classes=10))
     assert width > 8 and size >= 8 * 32000 > narrower
     common = ["search", "mgas", "--dataset", "digits", "--subset", "100", "--batch-size", "50",
-              "--target-params", "32000", "--stop-after", "1", "--no-report", "--threads", "1"]
-    proc = cli_in_process(*common, "--out", tmp_path / "auto")
+              "--target-params", "32000", "--no-report", "--threads", "1"]
+    proc = cli_in_process(*common, "--warmup-epochs", "0", "--final-warmup-epochs", "0", "--max-final-epochs", "1",
+                          "--out", tmp_path / "auto")
     assert proc.returncode == 0, proc.stderr
     assert f"widened from C=8 to C={width}" in proc.stdout
-    proc = cli_in_process(*common, "--channels", "8", "--out", tmp_path / "given")
+    assert f"C={width} (target (8x headroom; preset C=8))" in proc.stdout  # the result table says it
+    summary = json.loads((tmp_path / "auto" / "summary.json").read_text())
+    assert summary["channels"] == width and summary["channels_from"].startswith("target")
+    proc = cli_in_process(*common, "--channels", "8", "--stop-after", "1", "--out", tmp_path / "given")
     assert proc.returncode == 0, proc.stderr
     assert "widened" not in proc.stdout

@@ -110,7 +110,8 @@ class MGASMethod(Method):
         return arch, extras
 
     def table_rows(self, summary: dict) -> dict:
-        return {"ops kept": summary["ops_kept"],
+        return {"supernet width": f"C={summary['channels']} ({summary['channels_from']})",
+                "ops kept": summary["ops_kept"],
                 "pruned by": ", ".join(f"{name} {100 * summary['pruned_by'][key]:.1f} %" for key, name in
                                        (("gates", "gates"), ("land", "landing"), ("force", "fallback")))}
 
