@@ -282,3 +282,23 @@ def test_a_large_target_widens_the_supernet_and_channels_given_keeps_it(tmp_path
     proc = cli_in_process(*common, "--channels", "8", "--stop-after", "1", "--out", tmp_path / "given")
     assert proc.returncode == 0, proc.stderr
     assert "widened" not in proc.stdout
+
+
+def test_a_resumed_run_keeps_the_width_it_started_with(tmp_path, cli_in_process, monkeypatch):
+    """A run started under another width rule (an older version: no widening) resumes at its own
+    width, not at the one the rule would choose now."""
+    from budgetnas.methods.mgas import width as width_rule
+
+    out = tmp_path / "run"
+    common = ["search", "mgas", "--dataset", "digits", "--subset", "100", "--batch-size", "50",
+              "--target-params", "32000", "--warmup-epochs", "0", "--final-warmup-epochs", "0",
+              "--max-final-epochs", "1", "--no-report", "--threads", "1", "--out", out]
+    monkeypatch.setattr(width_rule, "HEADROOM", 1.0)  # the supernet is wide enough as it is
+    proc = cli_in_process(*common, "--stop-after", "1")
+    assert proc.returncode == 0 and "widened" not in proc.stdout, proc.stderr
+    monkeypatch.setattr(width_rule, "HEADROOM", 8.0)
+    proc = cli_in_process(*common, "--resume")
+    assert proc.returncode == 0 and "widened" not in proc.stdout, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["channels"], summary["channels_from"]) == (8, "the resumed run's checkpoint")
+    assert json.loads((out / "arch.json").read_text())["config"]["stem_channels"] == 24

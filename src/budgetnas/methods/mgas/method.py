@@ -43,7 +43,7 @@ class MGASMethod(Method):
             settings.channels = widened(settings, ctx.dataset, *given)
             if settings.channels != preset:
                 self.channels_from = f"target ({HEADROOM:g}x headroom; preset C={preset})"
-                if ctx.rank == 0:
+                if ctx.rank == 0 and not opts.resume:  # a resumed run keeps its own width
                     print(f"supernet widened from C={preset} to C={settings.channels}: at least "
                           f"{HEADROOM:g}x the target leaves the search a choice (--channels N to set it)")
         self.search = MGASSearch(ctx.dataset, settings, target=target, seed=opts.seed,
@@ -82,7 +82,10 @@ class MGASMethod(Method):
         return self.search.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        chosen = self.search.s.channels
         self.search.load_state_dict(state)
+        if self.search.s.channels != chosen:
+            self.channels_from = "the resumed run's checkpoint"
 
     def result(self) -> tuple[Arch, dict]:
         search = self.search

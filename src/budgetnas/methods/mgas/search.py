@@ -48,8 +48,7 @@ class MGASSearch:
         self.target = target
         (self.unit,) = target  # params, macs or latency
         torch.manual_seed(seed)
-        self.net = MGASSupernet(channels=settings.channels, layers=settings.layers,
-                                in_channels=dataset.channels, num_classes=dataset.num_classes).to(device)
+        self.net = self._supernet()
         self.sizer = Sizer(self.unit, dataset.input_size, latency_table)
         self.w_opt, self.a_opt = make_optimizers(self.net, settings)
         self.phases = make_phases(settings)
@@ -62,11 +61,22 @@ class MGASSearch:
         self.augment = Augment.standard(dataset, cutout=settings.cutout) if settings.augment else None
 
     # ------------------------------------------------------------ checkpoint
+    def _supernet(self) -> MGASSupernet:
+        return MGASSupernet(channels=self.s.channels, layers=self.s.layers, in_channels=self.ds.channels,
+                            num_classes=self.ds.num_classes).to(self.device)
+
     def state_dict(self) -> dict:
         return {"model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(),
-                "a_opt": self.a_opt.state_dict(), "state": asdict(self.state)}
+                "a_opt": self.a_opt.state_dict(), "state": asdict(self.state), "channels": self.s.channels}
 
     def load_state_dict(self, ckpt: dict) -> None:
+        # A run keeps the width it started with (one started before the width rule of width.py,
+        # or under another rule, has a checkpoint of another width; older checkpoints say it
+        # through the stem, 3C wide).
+        width = ckpt.get("channels") or ckpt["model"]["stem.0.weight"].shape[0] // 3
+        if width != self.s.channels:
+            self.s.channels = width
+            self.net = self._supernet()
         self._resize_to(ckpt["model"])
         self.net.load_state_dict(ckpt["model"])
         self.w_opt, self.a_opt = make_optimizers(self.net, self.s)

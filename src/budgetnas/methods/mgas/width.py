@@ -33,14 +33,14 @@ def even_up(x: float) -> int:
 
 
 def width_for_target(size_at: Callable[[int], float], width: int, goal: float,
-                     headroom: float = HEADROOM) -> int:
-    """The narrowest even width >= `width` whose supernet is at least `headroom` x `goal`
-    (at most `MAX_WIDENING` x `width`).
+                     headroom: float | None = None) -> int:
+    """The narrowest even width >= `width` whose supernet is at least `headroom` (default
+    HEADROOM) x `goal` (at most `MAX_WIDENING` x `width`).
 
     `size_at(w)` is the whole supernet's size at cell width w. Sizes grow about with the width
     squared, so the first guess is taken from that and corrected in steps of 2.
     """
-    need, most = headroom * goal, MAX_WIDENING * width
+    need, most = (HEADROOM if headroom is None else headroom) * goal, MAX_WIDENING * width
     size = size_at(width)
     if size >= need:
         return width
