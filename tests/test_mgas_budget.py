@@ -260,6 +260,17 @@ def test_width_for_target_picks_the_narrowest_even_width_with_the_headroom():
     assert width_for_target(size_at, 8, 1e9) == 32  # at most 4x the preset's width
 
 
+def test_only_the_cpu_preset_with_a_params_or_macs_target_and_no_channels_is_widened():
+    from budgetnas.methods.mgas.method import widens
+    from budgetnas.methods.mgas.options import MGASOptions
+
+    assert widens(MGASOptions(target_params=32000)) and widens(MGASOptions(target_macs=10 ** 6))
+    assert not widens(MGASOptions())  # the default target is a share of the supernet
+    assert not widens(MGASOptions(target_params=32000, channels=8))
+    assert not widens(MGASOptions(target_latency_ms=2.0))
+    assert not widens(MGASOptions(preset="darts8_c24", target_params=700000))  # published width
+
+
 def test_a_large_target_widens_the_supernet_and_channels_given_keeps_it(tmp_path, cli_in_process):
     from budgetnas.methods.mgas.method import widened
     from budgetnas.methods.mgas.settings import SearchSettings

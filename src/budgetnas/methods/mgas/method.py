@@ -39,7 +39,7 @@ class MGASMethod(Method):
         settings = settings_from(opts)
         preset = settings.channels
         self.channels_from = "--channels" if opts.channels is not None else "preset"
-        if given and given[0] in ("params", "macs") and opts.channels is None:
+        if widens(opts):
             settings.channels = widened(settings, ctx.dataset, *given)
             if settings.channels != preset:
                 self.channels_from = f"target ({HEADROOM:g}x headroom; preset C={preset})"
@@ -117,6 +117,14 @@ class MGASMethod(Method):
                 "ops kept": summary["ops_kept"],
                 "pruned by": ", ".join(f"{name} {100 * summary['pruned_by'][key]:.1f} %" for key, name in
                                        (("gates", "gates"), ("land", "landing"), ("force", "fallback")))}
+
+
+def widens(opts: MGASOptions) -> bool:
+    """Whether the supernet's width follows the target (width.py): the CPU preset, a params or
+    MACs target, no --channels. The published presets keep their published widths."""
+    given = opts.target()
+    return (opts.preset == "tiny" and opts.channels is None and given is not None
+            and given[0] in ("params", "macs"))
 
 
 def widened(settings, dataset, unit: str, goal: float) -> int:

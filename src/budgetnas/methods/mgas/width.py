@@ -17,7 +17,8 @@ picks) to 63.65 % with 135 ops at widths 16-64. On digits the rule moves only th
 (6.9x at C=8, to C=10): 99.16 % against 99.35 % over 3 seeds (2 of 1,077 test images).
 A latency target keeps the preset's width: its table is measured per part at the widths the
 search will use, and a wider supernet would need new measurements before the search starts.
-`--channels` always wins.
+The published presets keep their published widths (`--channels` widens them). `--channels`
+always wins.
 """
 from __future__ import annotations
 
