@@ -52,7 +52,7 @@ PROTOCOLS = {
     "cifar": {"data": ["--dataset", "imagefolder", "--image-size", "16", "--subset", "10000"],
               "targets": [50000, 150000],
               "train": ["--recipe", "cifar10", "--epochs", "30", "--cutout", "8", "--batch-size", "128"],
-              "mgas": ["--layers", "5", "--channels", "8", "--batch-size", "96"], "cells": 5,
+              "mgas": ["--layers", "5", "--batch-size", "96"], "cells": 5,
               "darts": ["--layers", "5", "--channels", "8", "--epochs", "10"],
               "random": ["--layers", "5", "--candidates", "6"]},
 }
