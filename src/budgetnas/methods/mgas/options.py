@@ -28,7 +28,8 @@ class MGASOptions(TargetOptions):
     stages: Literal[1, 3] | None = Field(None, description="3 = multi-stage search, 1 = single stage "
                                                           "(preset: tiny 1, the others 3)")
     bilevel: bool = Field(False, description="architecture steps on the held-out split")
-    channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (overrides preset)")
+    channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (default: the preset's; "
+                                "on tiny widened to 8x a params/MACs target, docs/mgas.md 10.13)")
     layers: int | None = Field(None, ge=1, le=64, description="number of cells (overrides preset)")
     lr_weights: float | None = Field(None, gt=0, description="learning rate of the weights (0.01; tiny: 0.05)")
     batch_size: int | None = Field(None, ge=1, description="batch size (overrides preset)")
