@@ -64,16 +64,19 @@ OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-nobrake": ["--brake-every",
             "mgas-cubic-nobrake": ["--plan", "cubic", "--brake-every", "0"]}
 
 
+def variant_width(method: str) -> int | None:
+    """N of a `mgas-cN` variant (a supernet of width N), None for any other method."""
+    return int(method[6:]) if method.startswith("mgas-c") and method[6:].isdigit() else None
+
+
 def variant_flags(method: str) -> list[str]:
-    """An optional variant's flags; `mgas-cN` searches a supernet of width N (the later flag wins)."""
-    if method.startswith("mgas-c") and method[6:].isdigit():
-        return ["--channels", method[6:]]
-    return OPTIONAL[method]
+    """An optional variant's flags (for `mgas-cN` the later --channels wins)."""
+    width = variant_width(method)
+    return OPTIONAL[method] if width is None else ["--channels", str(width)]
 
 
 def width_variants(rows: list[dict]) -> list[str]:
-    return sorted({r["method"] for r in rows if r["method"].startswith("mgas-c") and r["method"][6:].isdigit()},
-                  key=lambda m: int(m[6:]))
+    return sorted({r["method"] for r in rows if variant_width(r["method"]) is not None}, key=variant_width)
 
 
 def cli(args: list, log: Path, threads: int) -> None:

@@ -13,10 +13,9 @@ from ...errors import UserError
 from ...runs import Method
 from .ledger import pruned_by
 from .options import MGASOptions
-from .search import MGASSearch
+from .search import MGASSearch, make_supernet
 from .settings import settings_from
 from .sizer import Sizer, minimum_arch
-from .supernet import MGASSupernet
 from .width import HEADROOM, width_for_target
 
 # Without a target: 4 % of the supernet's exported size (8,776 params for tiny on digits).
@@ -131,11 +130,7 @@ def widened(settings, dataset, unit: str, goal: float) -> int:
     """The supernet's width for this target (width.py: at least HEADROOM x the target)."""
     sizer = Sizer(unit, dataset.input_size)
 
-    def size_at(width: int) -> float:
-        return sizer(MGASSupernet(channels=width, layers=settings.layers, in_channels=dataset.channels,
-                                  num_classes=dataset.num_classes))
-
-    return width_for_target(size_at, settings.channels, goal)
+    return width_for_target(lambda width: sizer(make_supernet(settings, dataset, width)), settings.channels, goal)
 
 
 def check_target(search: MGASSearch) -> tuple[int, int]:

@@ -38,6 +38,12 @@ from .supernet import GatedConvOp, MGASSupernet, reset_thresholds
 CALIBRATION_IMAGES, CALIBRATION_SEED = 2048, 20240601
 
 
+def make_supernet(settings: SearchSettings, dataset: Dataset, channels: int | None = None) -> MGASSupernet:
+    """The supernet of these settings for this dataset (at `channels` instead of the settings' width)."""
+    return MGASSupernet(channels=channels or settings.channels, layers=settings.layers,
+                        in_channels=dataset.channels, num_classes=dataset.num_classes)
+
+
 class MGASSearch:
     """The supernet, its optimizers and the search state, advanced one epoch at a time."""
 
@@ -62,8 +68,7 @@ class MGASSearch:
 
     # ------------------------------------------------------------ checkpoint
     def _supernet(self) -> MGASSupernet:
-        return MGASSupernet(channels=self.s.channels, layers=self.s.layers, in_channels=self.ds.channels,
-                            num_classes=self.ds.num_classes).to(self.device)
+        return make_supernet(self.s, self.ds).to(self.device)
 
     def state_dict(self) -> dict:
         return {"model": self.net.state_dict(), "w_opt": self.w_opt.state_dict(),
