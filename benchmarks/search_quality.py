@@ -208,6 +208,44 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
+def paired(diffs: list[float]) -> tuple[float, float, float] | None:
+    """Mean of per-seed differences (pp) and its two-sided 95 % Student-t interval; None under 2
+    seeds. **Decision:** a t interval, not a bootstrap: with 3 seeds a bootstrap has 10 distinct
+    resamples and would claim far more certainty than 3 numbers hold."""
+    if len(diffs) < 2:
+        return None
+    from scipy import stats
+
+    mean = 100 * statistics.mean(diffs)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * 100 * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return mean, mean - half, mean + half
+
+
+def paired_cell(diffs: list[float]) -> str:
+    interval = paired(diffs)
+    if interval is None:
+        return mean_std(diffs)
+    return f"{mean_std(diffs)} [{interval[1]:+.2f}, {interval[2]:+.2f}]"
+
+
+def verdict(here: list[dict], methods: list[str]) -> str:
+    """One plain sentence per target: which baselines MGAS beats or loses to with 95 % confidence
+    (paired interval entirely on one side of 0), and which it cannot be told apart from."""
+    mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
+    better, worse, level = [], [], []
+    for method in methods:
+        diffs = [r["test_acc"] - mgas[r["seed"]] for r in here if r["method"] == method and r["seed"] in mgas]
+        interval = paired(diffs)
+        if interval is None:
+            continue
+        (worse if interval[1] > 0 else better if interval[2] < 0 else level).append(method)
+    if not better + worse + level:
+        return "Paired 95 % intervals: none yet (they need >= 2 seeds of MGAS and of a baseline)."
+    words = lambda ms: ", ".join(ms) or "none"  # noqa: E731
+    return (f"Paired 95 % intervals (>= 2 seeds): MGAS ahead of {words(better)}; behind {words(worse)}; "
+            f"not told apart from {words(level)}.")
+
+
 def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
     """One table per target: every method's mean, per-seed accuracies and paired difference."""
     lines = []
@@ -216,7 +254,7 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
         mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
         lines += [f"### target {target:,} non-zero params", "",
                   "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
-                  "paired diff vs MGAS (pp) | latency ms | search s | search peak MB |",
+                  "paired diff vs MGAS (pp) [95 % CI] | latency ms | search s | search peak MB |",
                   "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
         for method in [*METHODS, *OPTIONAL, *width_variants(here)]:
             rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
@@ -230,11 +268,11 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
             peak = [r["search_peak_mb"] for r in rs if r.get("search_peak_mb")]
             cells = [method, str(len(rs)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
                      mean_std(accs), ", ".join(f"{100 * a:.1f}" for a in accs),
-                     "-" if method == "mgas" or not diffs else mean_std(diffs),
+                     "-" if method == "mgas" or not diffs else paired_cell(diffs),
                      f"{statistics.median(lat):.2f}" if lat else "-",
                      f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
             lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += ["", verdict(here, [m for m in METHODS if m != "mgas"]), ""]
     return lines
 
 
@@ -248,7 +286,7 @@ def write_page(results: Path, page: Path, command: str, dataset: str) -> None:
         f"{os.cpu_count()} cores.", "",
         "Every method searched through the CLI, every network retrained with the same command, "
         "test accuracy on the whole test split (last epoch). Paired difference = method minus MGAS "
-        "on the same seed, mean ± std over seeds. Latency: batch 1, 1 thread, median of 30 runs.", ""])
+        "on the same seed, mean ± std over seeds [two-sided 95 % t interval of the mean]. Latency: batch 1, 1 thread, median of 30 runs.", ""])
     if any(r["dataset"] == dataset for r in rows):
         begin, end = f"<!-- search_quality:{dataset} -->", f"<!-- /search_quality:{dataset} -->"
         block = "\n".join([begin, f"_Tables written {_dt.date.today().isoformat()} from {results.name} "

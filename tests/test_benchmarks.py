@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from dna_ranking import op_effects  # noqa: E402
+from search_quality import paired, verdict  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
 
 
@@ -66,3 +67,26 @@ def test_nag_summary_averages_seeds_and_pairs_them():
     assert pair[2] == "1 of 2" and pair[4] == "1 of 2"  # better than random on seed 0, than evolution on seed 1
     table = "\n".join(cost_section("macs", runs, [0, 1]))
     assert "| regularized evolution | 1000 | 0.50 ± 0.57 | 1.90 |" in table
+
+
+def _row(method: str, seed: int, acc: float) -> dict:
+    return {"method": method, "seed": seed, "test_acc": acc}
+
+
+def test_paired_interval_is_the_t_interval_of_the_mean():
+    mean, low, high = paired([0.01, 0.02, 0.03])  # 1, 2, 3 pp: sd 1, t(0.975, 2) = 4.303
+    assert mean == pytest.approx(2.0)
+    assert (low, high) == pytest.approx((2.0 - 4.3027 / 3 ** 0.5, 2.0 + 4.3027 / 3 ** 0.5), abs=1e-3)
+    assert paired([0.01]) is None  # one seed has no spread to judge
+
+
+def test_verdict_separates_clear_wins_losses_and_noise():
+    rows = [_row("mgas", s, 0.60) for s in range(3)]
+    rows += [_row("darts", s, a) for s, a in enumerate((0.55, 0.56, 0.54))]  # clearly behind MGAS
+    rows += [_row("random", s, a) for s, a in enumerate((0.62, 0.63, 0.625))]  # clearly ahead
+    rows += [_row("handwritten", s, a) for s, a in enumerate((0.59, 0.62, 0.60))]  # noise
+    rows += [_row("mgas-3stage", 0, 0.70)]  # one seed: not judged
+    text = verdict(rows, ["mgas-3stage", "darts", "random", "handwritten"])
+    assert "ahead of darts;" in text and "behind random;" in text
+    assert "not told apart from handwritten." in text and "mgas-3stage" not in text
+    assert "none yet" in verdict(rows[:3] + rows[-1:], ["mgas-3stage"])
