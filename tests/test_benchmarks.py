@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from dna_ranking import op_effects  # noqa: E402
 from search_quality import paired, verdict  # noqa: E402
+from supernet_finetune import reinitialised  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
 
 
@@ -90,3 +91,15 @@ def test_verdict_separates_clear_wins_losses_and_noise():
     assert "ahead of darts;" in text and "behind random;" in text
     assert "not told apart from handwritten." in text and "mgas-3stage" not in text
     assert "none yet" in verdict(rows[:3] + rows[-1:], ["mgas-3stage"])
+
+
+def test_reinitialised_is_a_fresh_copy_with_fresh_batchnorm_statistics():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[1].running_mean.fill_(5.0)
+    fresh = reinitialised(model, seed=0)
+    assert fresh[0].weight.abs().sum() > 0 and torch.all(fresh[1].running_mean == 0)
+    assert model[0].weight.abs().sum() == 0 and torch.all(model[1].running_mean == 5.0)  # untouched
