@@ -228,20 +228,21 @@ def paired_cell(diffs: list[float]) -> str:
     return f"{mean_std(diffs)} [{interval[1]:+.2f}, {interval[2]:+.2f}]"
 
 
-def verdict(here: list[dict], methods: list[str]) -> str:
+def verdict(diffs: dict[str, list[float]]) -> str:
     """One plain sentence per target: which baselines MGAS beats or loses to with 95 % confidence
-    (paired interval entirely on one side of 0), and which it cannot be told apart from."""
-    mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
+    (paired interval entirely on one side of 0), and which it cannot be told apart from.
+    `diffs`: per baseline, its per-seed accuracy minus MGAS's."""
     better, worse, level = [], [], []
-    for method in methods:
-        diffs = [r["test_acc"] - mgas[r["seed"]] for r in here if r["method"] == method and r["seed"] in mgas]
-        interval = paired(diffs)
-        if interval is None:
-            continue
-        (worse if interval[1] > 0 else better if interval[2] < 0 else level).append(method)
+    for method, values in diffs.items():
+        interval = paired(values)
+        if interval is not None:
+            (worse if interval[1] > 0 else better if interval[2] < 0 else level).append(method)
     if not better + worse + level:
         return "Paired 95 % intervals: none yet (they need >= 2 seeds of MGAS and of a baseline)."
-    words = lambda ms: ", ".join(ms) or "none"  # noqa: E731
+
+    def words(methods: list[str]) -> str:
+        return ", ".join(methods) or "none"
+
     return (f"Paired 95 % intervals (>= 2 seeds): MGAS ahead of {words(better)}; behind {words(worse)}; "
             f"not told apart from {words(level)}.")
 
@@ -256,12 +257,15 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
                   "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
                   "paired diff vs MGAS (pp) [95 % CI] | latency ms | search s | search peak MB |",
                   "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+        baseline_diffs = {}
         for method in [*METHODS, *OPTIONAL, *width_variants(here)]:
             rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
             if not rs:
                 continue
             accs = [r["test_acc"] for r in rs]
             diffs = [r["test_acc"] - mgas[r["seed"]] for r in rs if r["seed"] in mgas]
+            if method in METHODS and method != "mgas":
+                baseline_diffs[method] = diffs
             params = statistics.mean(r["params_nonzero"] for r in rs)
             lat = [r["latency_ms_b1_t1"] for r in rs if r.get("latency_ms_b1_t1")]
             srch = [r["search_seconds"] for r in rs if r.get("search_seconds") is not None]
@@ -272,7 +276,7 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
                      f"{statistics.median(lat):.2f}" if lat else "-",
                      f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
             lines.append("| " + " | ".join(cells) + " |")
-        lines += ["", verdict(here, [m for m in METHODS if m != "mgas"]), ""]
+        lines += ["", verdict(baseline_diffs), ""]
     return lines
 
 

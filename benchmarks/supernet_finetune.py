@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from budgetnas.data import load_dataset  # noqa: E402
 from budgetnas.io import read_json, write_json  # noqa: E402
-from budgetnas.train.loop import quick_fit  # noqa: E402
+from budgetnas.train.loop import evaluate, quick_fit  # noqa: E402
 
 
 def reinitialised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -51,8 +51,6 @@ def measure(source, dataset, row: list[int], epochs: int, start: str, a) -> floa
     if start == "scratch":
         model = reinitialised(model, a.seed)
     if epochs == 0:
-        from budgetnas.train.loop import evaluate
-
         return evaluate(model, dataset, dataset.val, source.device)
     return quick_fit(model, dataset, epochs=epochs, batch_size=a.batch_size, seed=a.seed, device=source.device,
                      lr=a.lr, what="fine-tuning")
@@ -66,8 +64,8 @@ def taus(results: dict, subnets: list[dict], truths: dict[str, list[float]]) -> 
         if len(values) < len(subnets):
             continue
         scores = [values[str(i)] for i in range(len(subnets))]
-        cells = [f"{truth}: {kendalltau(scores, t).statistic:+.2f} (p {kendalltau(scores, t).pvalue:.2f})"
-                 for truth, t in truths.items()]
+        cells = [f"{truth}: {tau.statistic:+.2f} (p {tau.pvalue:.2f})"
+                 for truth, tau in ((label, kendalltau(scores, t)) for label, t in truths.items())]
         lines.append(f"{name:>14}  " + "  ".join(cells))
     return lines
 

@@ -70,10 +70,6 @@ def test_nag_summary_averages_seeds_and_pairs_them():
     assert "| regularized evolution | 1000 | 0.50 ± 0.57 | 1.90 |" in table
 
 
-def _row(method: str, seed: int, acc: float) -> dict:
-    return {"method": method, "seed": seed, "test_acc": acc}
-
-
 def test_paired_interval_is_the_t_interval_of_the_mean():
     mean, low, high = paired([0.01, 0.02, 0.03])  # 1, 2, 3 pp: sd 1, t(0.975, 2) = 4.303
     assert mean == pytest.approx(2.0)
@@ -82,15 +78,14 @@ def test_paired_interval_is_the_t_interval_of_the_mean():
 
 
 def test_verdict_separates_clear_wins_losses_and_noise():
-    rows = [_row("mgas", s, 0.60) for s in range(3)]
-    rows += [_row("darts", s, a) for s, a in enumerate((0.55, 0.56, 0.54))]  # clearly behind MGAS
-    rows += [_row("random", s, a) for s, a in enumerate((0.62, 0.63, 0.625))]  # clearly ahead
-    rows += [_row("handwritten", s, a) for s, a in enumerate((0.59, 0.62, 0.60))]  # noise
-    rows += [_row("mgas-3stage", 0, 0.70)]  # one seed: not judged
-    text = verdict(rows, ["mgas-3stage", "darts", "random", "handwritten"])
+    diffs = {"mgas-3stage": [0.10],  # one seed: not judged
+             "darts": [-0.05, -0.04, -0.06],  # clearly behind MGAS
+             "random": [0.02, 0.03, 0.025],  # clearly ahead
+             "handwritten": [-0.01, 0.02, 0.0]}  # noise
+    text = verdict(diffs)
     assert "ahead of darts;" in text and "behind random;" in text
     assert "not told apart from handwritten." in text and "mgas-3stage" not in text
-    assert "none yet" in verdict(rows[:3] + rows[-1:], ["mgas-3stage"])
+    assert "none yet" in verdict({"mgas-3stage": [0.10]})
 
 
 def test_reinitialised_is_a_fresh_copy_with_fresh_batchnorm_statistics():
