@@ -50,10 +50,11 @@ def measure(source, dataset, row: list[int], epochs: int, start: str, a) -> floa
     model = source.subnet(tuple(row))
     if start == "scratch":
         model = reinitialised(model, a.seed)
-    if epochs == 0:
-        return evaluate(model, dataset, dataset.val, source.device)
-    return quick_fit(model, dataset, epochs=epochs, batch_size=a.batch_size, seed=a.seed, device=source.device,
-                     lr=a.lr, what="fine-tuning")
+    if epochs:
+        quick_fit(model, dataset, epochs=epochs, batch_size=a.batch_size, seed=a.seed, device=source.device,
+                  lr=a.lr, what="fine-tuning")
+    split = dataset.test if a.judge_on == "test" else dataset.val
+    return evaluate(model, dataset, split, source.device)
 
 
 def taus(results: dict, subnets: list[dict], truths: dict[str, list[float]]) -> list[str]:
@@ -85,6 +86,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge-on", choices=("val", "test"), default="val",
+                   help="split the fine-tuned subnets are judged on: the held-out split NAG would use, or the "
+                        "10x larger test split, to see whether the held-out split's noise limits the ranking")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "supernet_finetune.json")
     a = p.parse_args()
@@ -102,7 +106,8 @@ def main() -> None:
         for epochs in [int(e) for e in a.epochs.split(",")]:
             if start == "scratch" and epochs == 0:
                 continue  # chance
-            name = f"{start}-e{epochs}-lr{a.lr:g}" if epochs else "inherited-e0"
+            name = (f"{start}-e{epochs}-lr{a.lr:g}" if epochs else "inherited-e0") + \
+                ("-test" if a.judge_on == "test" else "")
             values = results.setdefault(name, {})
             for i, sub in enumerate(subnets):
                 if str(i) in values:
