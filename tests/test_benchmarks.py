@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from dna_ranking import op_effects  # noqa: E402
+from nb201_synflow import synflow  # noqa: E402
 from search_quality import paired, verdict  # noqa: E402
 from supernet_finetune import reinitialised  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
@@ -98,3 +99,14 @@ def test_reinitialised_is_a_fresh_copy_with_fresh_batchnorm_statistics():
     fresh = reinitialised(model, seed=0)
     assert fresh[0].weight.abs().sum() > 0 and torch.all(fresh[1].running_mean == 0)
     assert model[0].weight.abs().sum() == 0 and torch.all(model[1].running_mean == 5.0)  # untouched
+
+
+def test_synflow_counts_parameters_on_live_paths_only():
+    tiny = {"in_channels": 3, "num_classes": 10, "input_size": 8, "C": 4, "cells_per_stage": 1}
+    live = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"  # 0 -> 1 -> 2 -> 3
+    dead = "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"  # the conv feeds nothing
+    small = "|nor_conv_1x1~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+    broken = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"  # no path from input to output
+    assert synflow(live, tiny) > synflow(small, tiny) > synflow(dead, tiny)
+    assert synflow(live, tiny) == synflow(live, tiny)  # seeded
+    assert synflow(broken, tiny) < synflow(dead, tiny)
