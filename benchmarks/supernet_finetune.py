@@ -53,8 +53,24 @@ def measure(source, dataset, row: list[int], epochs: int, start: str, a) -> floa
     if epochs:
         quick_fit(model, dataset, epochs=epochs, batch_size=a.batch_size, seed=a.seed, device=source.device,
                   lr=a.lr, what="fine-tuning")
-    split = dataset.test if a.judge_on == "test" else dataset.val
+    split = {"val": dataset.val, "test": dataset.test}.get(a.judge_on) or a.outside
     return evaluate(model, dataset, split, source.device)
+
+
+def outside_subset(a, n: int = 10_000):
+    """`n` training images that --subset left out (never seen by the supernet, never the test
+    split): a held-out split 10x the size of the subset's own, from the same seeded draw."""
+    import numpy as np
+
+    from budgetnas.data import SPLIT_SEED, Split, _stratified_head
+    from budgetnas.data.sources import LOADERS
+
+    raw = LOADERS[a.dataset](data_dir=Path(a.data_dir), download=False, image_size=a.image_size,
+                             skip_bad_images=False)
+    x, y = raw["train"]
+    left = np.setdiff1d(np.arange(len(y)), _stratified_head(y, a.subset).numpy())
+    pick = np.sort(np.random.default_rng(SPLIT_SEED + 2).permutation(left)[:n])
+    return Split(x[pick], y[pick])
 
 
 def taus(results: dict, subnets: list[dict], truths: dict[str, list[float]]) -> list[str]:
@@ -86,9 +102,10 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--judge-on", choices=("val", "test"), default="val",
-                   help="split the fine-tuned subnets are judged on: the held-out split NAG would use, or the "
-                        "10x larger test split, to see whether the held-out split's noise limits the ranking")
+    p.add_argument("--judge-on", choices=("val", "test", "outside"), default="val",
+                   help="split the subnets are judged on: the held-out split NAG would use, the 10x larger "
+                        "test split, or 10,000 training images outside --subset (does the held-out split's "
+                        "noise limit the ranking?)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", type=Path, default=ROOT / ".cache" / "supernet_finetune.json")
     a = p.parse_args()
@@ -101,13 +118,14 @@ def main() -> None:
         truths[extra.stem] = [s["retrained_test"] for s in read_json(extra)["steps"]["kendall-subnets"]]
     dataset = load_dataset(a.dataset, a.data_dir, image_size=a.image_size, subset=a.subset)
     source = SupernetSource(a.supernet, dataset, "macs", device=torch.device("cpu"), threads=a.threads)
+    a.outside = outside_subset(a) if a.judge_on == "outside" else None
     results = read_json(a.cache) if a.cache.is_file() else {}
     for start in a.starts.split(","):
         for epochs in [int(e) for e in a.epochs.split(",")]:
             if start == "scratch" and epochs == 0:
                 continue  # chance
             name = (f"{start}-e{epochs}-lr{a.lr:g}" if epochs else "inherited-e0") + \
-                ("-test" if a.judge_on == "test" else "")
+                ("" if a.judge_on == "val" else f"-{a.judge_on}")
             values = results.setdefault(name, {})
             for i, sub in enumerate(subnets):
                 if str(i) in values:
