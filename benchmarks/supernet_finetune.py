@@ -57,19 +57,26 @@ def measure(source, dataset, row: list[int], epochs: int, start: str, a) -> floa
     return evaluate(model, dataset, split, source.device)
 
 
-def outside_subset(a, n: int = 10_000):
-    """`n` training images that --subset left out (never seen by the supernet, never the test
-    split): a held-out split 10x the size of the subset's own, from the same seeded draw."""
+def outside_indices(y, subset: int, n: int):
+    """Indices of `n` training images that a `subset` of `y` leaves out, from a seeded draw."""
     import numpy as np
 
-    from budgetnas.data import SPLIT_SEED, Split, _stratified_head
+    from budgetnas.data import SPLIT_SEED, _stratified_head
+
+    left = np.setdiff1d(np.arange(len(y)), _stratified_head(y, subset).numpy())
+    return np.sort(np.random.default_rng(SPLIT_SEED + 2).permutation(left)[:n])
+
+
+def outside_subset(a, n: int = 10_000):
+    """`n` training images that --subset left out (never seen by the supernet, never the test
+    split): a held-out split 10x the size of the subset's own."""
+    from budgetnas.data import Split
     from budgetnas.data.sources import LOADERS
 
-    raw = LOADERS[a.dataset](data_dir=Path(a.data_dir), download=False, image_size=a.image_size,
-                             skip_bad_images=False)
+    raw = LOADERS[a.dataset](data_dir=Path(a.data_dir) if a.data_dir else None, download=False,
+                             image_size=a.image_size, skip_bad_images=False)
     x, y = raw["train"]
-    left = np.setdiff1d(np.arange(len(y)), _stratified_head(y, a.subset).numpy())
-    pick = np.sort(np.random.default_rng(SPLIT_SEED + 2).permutation(left)[:n])
+    pick = outside_indices(y, a.subset, n)
     return Split(x[pick], y[pick])
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from dna_ranking import op_effects  # noqa: E402
 from nb201_synflow import synflow  # noqa: E402
 from search_quality import paired, verdict  # noqa: E402
-from supernet_finetune import reinitialised  # noqa: E402
+from supernet_finetune import outside_indices, reinitialised  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
 
 
@@ -110,3 +110,16 @@ def test_synflow_counts_parameters_on_live_paths_only():
     assert synflow(live, tiny) > synflow(small, tiny) > synflow(dead, tiny)
     assert synflow(live, tiny) == synflow(live, tiny)  # seeded
     assert synflow(broken, tiny) < synflow(dead, tiny)
+
+
+def test_outside_indices_leave_the_subset_alone():
+    import torch
+
+    from budgetnas.data import _stratified_head
+
+    y = torch.arange(300) % 10
+    picked = outside_indices(y, subset=100, n=150)
+    assert len(picked) == 150 and len(set(picked.tolist())) == 150
+    assert not set(picked.tolist()) & set(_stratified_head(y, 100).tolist())
+    assert (picked == outside_indices(y, subset=100, n=150)).all()
+    assert len(outside_indices(y, subset=100, n=10_000)) == 200  # no more than the subset left
