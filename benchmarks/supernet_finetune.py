@@ -6,7 +6,9 @@ ranks 20 subnets no better than chance against their accuracy retrained from scr
 script measures one remedy on the same 20 subnets: judge each one by its held-out accuracy after
 E epochs of fine-tuning from its inherited weights (SGD + cosine on the search-training split,
 `train.loop.quick_fit`), for every E in --epochs, beside the same E epochs from a random start
-(does inheriting help at all?).
+(does inheriting help at all?). `--judge-on test|outside` judges on 10,000 images instead of the
+1,000 held-out ones (the test split, or training images the subset left out), to tell the noise of
+the judging split from the ranking of the weights.
 
     python benchmarks/supernet_finetune.py --supernet RUN_DIR --kept docs/data/supernet_cifar10_e45_e30.json \\
         --dataset imagefolder --data-dir CIFAR10_JPEG --image-size 16 --subset 5000 --epochs 0,1,3
