@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from budgetnas import ranking  # noqa: E402
-from budgetnas.io import read_json, write_json  # noqa: E402
-from budgetnas.methods.dna.nb201.block import all_cells, string_of_cell  # noqa: E402
+from budgetnas.methods.dna.nb201.zero_cost import score_all_cells  # noqa: E402
 from budgetnas.spaces.nb201 import NB201Network  # noqa: E402
 from dna_ranking import BUDGET_QUANTILES, FULL_SCALE, REACH, cell_costs, combine_scores, saved_scores, truth  # noqa: E402
 
@@ -54,18 +52,9 @@ def synflow(cell: str, config: dict = PROXY, seed: int = 0) -> float:
 
 def all_synflow(path: Path) -> np.ndarray:
     """SynFlow of every cell in `all_cells()` order, cached in `path` every 1,000 cells."""
-    state = read_json(path) if path.is_file() else {"scores": [], "seconds": 0.0}
-    cells, started = all_cells(), time.perf_counter()
-    for k in range(len(state["scores"]), len(cells)):
-        state["scores"].append(synflow(string_of_cell(cells[k])))
-        if (k + 1) % 1000 == 0 or k + 1 == len(cells):
-            state["seconds"] += time.perf_counter() - started
-            started = time.perf_counter()
-            write_json(path, state)
-    scores = np.array(state["scores"], dtype=np.float64)
-    finite = np.isfinite(scores)
-    print(f"synflow: {len(scores)} cells, {state['seconds']:.0f} s in all", flush=True)
-    return np.where(finite, scores, scores[finite].min() - 1)
+    scores, seconds = score_all_cells(lambda: synflow, path, {"score": "synflow", "config": PROXY}, save_every=1000)
+    print(f"synflow: {len(scores)} cells, {seconds:.0f} s in all", flush=True)
+    return scores
 
 
 def rows(dna: np.ndarray, naswot: np.ndarray, syn: np.ndarray) -> dict[str, np.ndarray]:

@@ -48,15 +48,15 @@ def reinitialised(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     return model
 
 
-def measure(source, dataset, row: list[int], epochs: int, start: str, a) -> float:
+def measure(source, dataset, row: list[int], epochs: int, start: str, judge, a) -> float:
+    """Accuracy on the split `judge` of subnet `row` after `epochs` of fine-tuning from `start`."""
     model = source.subnet(tuple(row))
     if start == "scratch":
         model = reinitialised(model, a.seed)
     if epochs:
         quick_fit(model, dataset, epochs=epochs, batch_size=a.batch_size, seed=a.seed, device=source.device,
                   lr=a.lr, what="fine-tuning")
-    split = {"val": dataset.val, "test": dataset.test}.get(a.judge_on) or a.outside
-    return evaluate(model, dataset, split, source.device)
+    return evaluate(model, dataset, judge, source.device)
 
 
 def outside_indices(y, subset: int, n: int):
@@ -127,7 +127,7 @@ def main() -> None:
         truths[extra.stem] = [s["retrained_test"] for s in read_json(extra)["steps"]["kendall-subnets"]]
     dataset = load_dataset(a.dataset, a.data_dir, image_size=a.image_size, subset=a.subset)
     source = SupernetSource(a.supernet, dataset, "macs", device=torch.device("cpu"), threads=a.threads)
-    a.outside = outside_subset(a) if a.judge_on == "outside" else None
+    judge = outside_subset(a) if a.judge_on == "outside" else getattr(dataset, a.judge_on)
     results = read_json(a.cache) if a.cache.is_file() else {}
     for start in a.starts.split(","):
         for epochs in [int(e) for e in a.epochs.split(",")]:
@@ -140,7 +140,7 @@ def main() -> None:
                 if str(i) in values:
                     continue
                 t0 = time.time()
-                values[str(i)] = measure(source, dataset, sub["row"], epochs, start, a)
+                values[str(i)] = measure(source, dataset, sub["row"], epochs, start, judge, a)
                 if name == "inherited-e0" and abs(values[str(i)] - sub["inherited_val"]) > 1e-9:
                     print(f"note: subnet {i}: inherited held-out {values[str(i)]:.4f}, kept "
                           f"{sub['inherited_val']:.4f}: not the kept supernet (compare the rows of this run only)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -51,18 +52,31 @@ def naswot_all_cells(opts, dataset: Dataset, rdir: Path) -> tuple[np.ndarray, fl
 
 def naswot_cells(config: dict, batch, seed: int, path: Path, key: dict) -> tuple[np.ndarray, float]:
     """(NASWOT of every cell of the network `config` on the images `batch()`, seconds spent over
-    all runs). Saved to `path` every 500 cells; a file with another `key` is started again.
-    A network without a ReLU on its path scores -inf: it is put below every other cell."""
+    all runs), saved to `path` every 500 cells (`score_all_cells`)."""
+    def scorer():
+        x = batch()
+        return lambda cell: score_cell(cell, config, x, seed)
+
+    return score_all_cells(scorer, path, key)
+
+
+def score_all_cells(scorer: Callable[[], Callable[[str], float]], path: Path, key: dict,
+                    save_every: int = SAVE_EVERY) -> tuple[np.ndarray, float]:
+    """(score of every cell in `all_cells()` order, seconds spent over all runs) for a training-free
+    score: `scorer()` returns the function of a cell string, and is called only when something is
+    left to score (preparing it may load images). Saved to `path` every `save_every` cells; a file
+    with another `key` is started again. A cell scoring -inf (no path through the network) is put
+    below every other cell."""
     state = read_json(path) if path.is_file() else {}
     if state.get("key") != key:
         state = {"key": key, "scores": [], "seconds": 0.0}
     cells = all_cells()
     if len(state["scores"]) < len(cells):
-        x = batch()  # only when something is left to score: loading images takes a while
+        score = scorer()
         started = time.perf_counter()
         for k in range(len(state["scores"]), len(cells)):
-            state["scores"].append(score_cell(string_of_cell(cells[k]), config, x, seed))
-            if (k + 1) % SAVE_EVERY == 0 or k + 1 == len(cells):
+            state["scores"].append(score(string_of_cell(cells[k])))
+            if (k + 1) % save_every == 0 or k + 1 == len(cells):
                 state["seconds"] += time.perf_counter() - started
                 started = time.perf_counter()
                 write_json(path, state)
