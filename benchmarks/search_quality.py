@@ -16,7 +16,10 @@ result is appended to --results (docs/data/search_quality.jsonl, kept in the rep
 benchmark resumes after any kill (a killed search or training resumes from its own checkpoint)
 and goes on from the finished jobs on another machine: it can run in the background for days.
 Jobs run seed by seed, and within a seed target by target, so a first paired comparison comes
-early.
+early. `--retrains K` retrains each found network K times (the job's seed, then seed + 1000,
++ 2000, ...) and the page compares the mean: on digits one retraining's noise (a few of the 359
+test images) is as large as the differences between methods. A finished job with fewer
+retrainings is topped up from its cached search.
 
 The hand-written row takes the cells of examples/small_digits.json (its normal and reduction cells)
 at the protocol's depth and scales only their widths.
@@ -138,32 +141,62 @@ def scale_handwritten(proto: dict, data: list, target: int, out: Path) -> None:
                                       "params_nonzero": scaled.size, "search_seconds": 0.0, **scaled.summary()})
 
 
-def run_job(job: dict, proto: dict, data: list, cache: Path, threads: int) -> dict:
+def retrain_seed(seed: int, j: int) -> int:
+    """Seed of a found network's j-th retraining: the job's own seed first (the only one before
+    `--retrains`, so earlier rows stay valid), then seeds no search uses."""
+    return seed if j == 0 else seed + 1000 * j
+
+
+def retrain(arch: Path, job: dict, proto: dict, data: list, train_dir: Path, seed: int, threads: int,
+            log: Path) -> dict:
+    if not (train_dir / "metrics.json").is_file():
+        cli(["train", arch, *data, *proto["train"], "--seed", seed, "--threads", threads, "--out", train_dir,
+             *resumable(train_dir, "metrics.json")], log, threads)
+    return json.loads((train_dir / "metrics.json").read_text())
+
+
+def run_job(job: dict, proto: dict, data: list, cache: Path, threads: int, retrains: int = 1) -> dict:
     tag = f"{job['dataset']}-{job['target']}-{job['method']}-s{job['seed']}"
     log = cache / "logs" / f"{tag}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     arch = search(job, proto, data, cache / "search" / tag, threads, log)
-    train_dir = cache / "train" / tag
-    if not (train_dir / "metrics.json").is_file():
-        cli(["train", arch, *data, *proto["train"], "--seed", job["seed"], "--threads", threads, "--out", train_dir,
-             *resumable(train_dir, "metrics.json")], log, threads)
-    metrics = json.loads((train_dir / "metrics.json").read_text())
+    runs = [retrain(arch, job, proto, data, cache / "train" / (tag if j == 0 else f"{tag}-r{j}"),
+                    retrain_seed(job["seed"], j), threads, log) for j in range(retrains)]
+    metrics = runs[0]
     summary = json.loads((arch.parent / "summary.json").read_text())
     latency = subprocess.run([sys.executable, "-m", "budgetnas", "profile", str(arch), "--latency", "--threads", "1",
                               "--runs", "30", "--json"], capture_output=True, text=True, cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
     latency_ms = json.loads(latency.stdout)["latency_ms"] if latency.returncode == 0 else None
     return {**job, "params_nonzero": metrics["params_nonzero"], "macs": metrics["macs"],
-            "test_acc": metrics["test_acc"], "search_seconds": summary.get("search_seconds"),
+            "test_acc": metrics["test_acc"], "test_acc_retrains": [m["test_acc"] for m in runs],
+            "search_seconds": summary.get("search_seconds"),
             "search_peak_mb": summary.get("peak_memory_mb"), "val_acc_search": summary.get("val_acc"),
             "pruned_by": summary.get("pruned_by"), "ops_kept": summary.get("ops_kept"),
-            "latency_ms_b1_t1": latency_ms, "train_seconds": metrics["train_seconds"],
+            "latency_ms_b1_t1": latency_ms, "train_seconds": sum(m["train_seconds"] for m in runs),
             "job_seconds": round(time.time() - started, 1)}
 
 
 def load_results(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    """One row per job. **Decision:** the file is only ever appended to (two queues may write it
+    at once), so a job run again with more retrainings adds a line, and the later line wins."""
+    rows = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        row = json.loads(line)
+        rows[key(row)] = row
+    return list(rows.values())
+
+
+def retrainings(row: dict) -> list[float]:
+    """Test accuracy of each retraining of the row's network (one for rows before `--retrains`)."""
+    return row.get("test_acc_retrains") or [row["test_acc"]]
+
+
+def network_acc(row: dict) -> float:
+    """The found network's accuracy: the mean over its retrainings, so retraining noise does not
+    decide a comparison of searches."""
+    return statistics.mean(retrainings(row))
 
 
 def key(row: dict) -> tuple:
@@ -179,7 +212,7 @@ def run_all(args) -> None:
         data += ["--data-dir", str(args.data_dir)]
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    finished = {key(r) for r in load_results(args.results)}
+    finished = {key(r) for r in load_results(args.results) if len(retrainings(r)) >= args.retrains}
     jobs = [{"dataset": args.dataset, "target": t, "method": m, "seed": s}
             for s in args.seeds for t in (args.targets or proto["targets"]) for m in args.methods]
     jobs = [j for j in jobs if key(j) not in finished]
@@ -187,13 +220,13 @@ def run_all(args) -> None:
 
     def work(job):
         try:
-            row = run_job(job, proto, data, cache, args.threads)
+            row = run_job(job, proto, data, cache, args.threads, args.retrains)
         except Exception as exc:  # noqa: BLE001 - reported, the other jobs go on
             print(f"FAILED {job}: {exc}", flush=True)
             return
         with open(args.results, "a") as fh:  # one whole line per finished job
             fh.write(json.dumps(row) + "\n")
-        print(f"done {key(row)}: acc {row['test_acc']:.4f} params {row['params_nonzero']} "
+        print(f"done {key(row)}: acc {network_acc(row):.4f} params {row['params_nonzero']} "
               f"({row['job_seconds']:.0f} s)", flush=True)
 
     with ThreadPoolExecutor(args.workers) as pool:
@@ -252,25 +285,26 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
     lines = []
     for target in sorted({r["target"] for r in rows if r["dataset"] == dataset}):
         here = [r for r in rows if r["dataset"] == dataset and r["target"] == target]
-        mgas = {r["seed"]: r["test_acc"] for r in here if r["method"] == "mgas"}
+        mgas = {r["seed"]: network_acc(r) for r in here if r["method"] == "mgas"}
         lines += [f"### target {target:,} non-zero params", "",
-                  "| method | seeds | params (mean) | off target | test acc % (mean ± std) | per seed | "
+                  "| method | seeds | retrainings | params (mean) | off target | test acc % (mean ± std) | per seed | "
                   "paired diff vs MGAS (pp) [95 % CI] | latency ms | search s | search peak MB |",
-                  "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                  "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
         baseline_diffs = {}
         for method in [*METHODS, *OPTIONAL, *width_variants(here)]:
             rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
             if not rs:
                 continue
-            accs = [r["test_acc"] for r in rs]
-            diffs = [r["test_acc"] - mgas[r["seed"]] for r in rs if r["seed"] in mgas]
+            accs = [network_acc(r) for r in rs]
+            diffs = [network_acc(r) - mgas[r["seed"]] for r in rs if r["seed"] in mgas]
             if method in METHODS and method != "mgas":
                 baseline_diffs[method] = diffs
             params = statistics.mean(r["params_nonzero"] for r in rs)
             lat = [r["latency_ms_b1_t1"] for r in rs if r.get("latency_ms_b1_t1")]
             srch = [r["search_seconds"] for r in rs if r.get("search_seconds") is not None]
             peak = [r["search_peak_mb"] for r in rs if r.get("search_peak_mb")]
-            cells = [method, str(len(rs)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
+            counts = sorted({len(retrainings(r)) for r in rs})
+            cells = [method, str(len(rs)), "-".join(map(str, counts)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
                      mean_std(accs), ", ".join(f"{100 * a:.1f}" for a in accs),
                      "-" if method == "mgas" or not diffs else paired_cell(diffs),
                      f"{statistics.median(lat):.2f}" if lat else "-",
@@ -315,6 +349,9 @@ def main() -> None:
                         help="comma-separated non-zero params targets (default: the protocol's)")
     parser.add_argument("--methods", type=lambda t: t.split(","), default=METHODS,
                         help=f"comma-separated, from {', '.join([*METHODS, *OPTIONAL])}, mgas-cN (supernet width N)")
+    parser.add_argument("--retrains", type=int, default=1,
+                        help="retrain each found network this many times (seeds: the job's, then +1000, +2000, ...) "
+                             "and compare the mean; finished jobs with fewer are topped up, the search is reused")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--cache", default=str(ROOT / ".cache" / "search_quality"),

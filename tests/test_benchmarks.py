@@ -2,6 +2,7 @@
 agreement) and the op values of a NAS-Bench-201 ranking."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from dna_ranking import op_effects  # noqa: E402
 from nb201_synflow import synflow  # noqa: E402
-from search_quality import paired, verdict  # noqa: E402
+import search_quality  # noqa: E402
+from search_quality import load_results, network_acc, paired, verdict  # noqa: E402
 from supernet_finetune import outside_indices, reinitialised  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
 
@@ -87,6 +89,45 @@ def test_verdict_separates_clear_wins_losses_and_noise():
     assert "ahead of darts;" in text and "behind random;" in text
     assert "not told apart from handwritten." in text and "mgas-3stage" not in text
     assert "none yet" in verdict({"mgas-3stage": [0.10]})
+
+
+def test_a_later_line_with_more_retrainings_replaces_the_job_and_is_averaged(tmp_path):
+    job = {"dataset": "digits", "target": 8000, "method": "mgas", "seed": 0}
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({**job, "test_acc": 0.90}) + "\n"
+                    + json.dumps({**job, "method": "darts", "test_acc": 0.95}) + "\n"
+                    + json.dumps({**job, "test_acc": 0.90, "test_acc_retrains": [0.90, 0.96, 0.99]}) + "\n")
+    rows = load_results(path)
+    assert [r["method"] for r in rows] == ["mgas", "darts"]
+    assert network_acc(rows[0]) == pytest.approx(0.95) and network_acc(rows[1]) == 0.95
+
+
+def test_retrains_top_up_a_finished_job_with_new_seeds_only(tmp_path, monkeypatch):
+    job = {"dataset": "digits", "target": 8000, "method": "random", "seed": 2}
+    tag = "digits-8000-random-s2"
+    arch = tmp_path / "search" / tag / "arch.json"
+    arch.parent.mkdir(parents=True)
+    (arch.parent / "summary.json").write_text("{}")
+    first = tmp_path / "train" / tag
+    first.mkdir(parents=True)
+    (first / "metrics.json").write_text(json.dumps({"test_acc": 0.9, "params_nonzero": 8000, "macs": 1,
+                                                    "train_seconds": 1.0}))
+    seeds = []
+
+    def fake_train(args, log, threads):  # records the seed, writes what `budgetnas train` would
+        out = Path(args[args.index("--out") + 1])
+        seeds.append(args[args.index("--seed") + 1])
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"test_acc": 0.8 + len(seeds) / 100, "params_nonzero": 8000,
+                                                      "macs": 1, "train_seconds": 2.0}))
+
+    monkeypatch.setattr(search_quality, "search", lambda *a: arch)
+    monkeypatch.setattr(search_quality, "cli", fake_train)
+    monkeypatch.setattr(search_quality.subprocess, "run", lambda *a, **k: type("Done", (), {"returncode": 1})())
+    row = search_quality.run_job(job, search_quality.PROTOCOLS["digits"], [], tmp_path, 1, retrains=3)
+    assert seeds == [1002, 2002]  # the seed-2 training is reused, two new seeds are trained
+    assert row["test_acc"] == 0.9 and row["test_acc_retrains"] == pytest.approx([0.9, 0.81, 0.82])
+    assert row["train_seconds"] == 5.0 and row["latency_ms_b1_t1"] is None
 
 
 def test_reinitialised_is_a_fresh_copy_with_fresh_batchnorm_statistics():
