@@ -147,8 +147,7 @@ def retrain_seed(seed: int, j: int) -> int:
     return seed if j == 0 else seed + 1000 * j
 
 
-def retrain(arch: Path, job: dict, proto: dict, data: list, train_dir: Path, seed: int, threads: int,
-            log: Path) -> dict:
+def retrain(arch: Path, proto: dict, data: list, train_dir: Path, seed: int, threads: int, log: Path) -> dict:
     if not (train_dir / "metrics.json").is_file():
         cli(["train", arch, *data, *proto["train"], "--seed", seed, "--threads", threads, "--out", train_dir,
              *resumable(train_dir, "metrics.json")], log, threads)
@@ -161,7 +160,7 @@ def run_job(job: dict, proto: dict, data: list, cache: Path, threads: int, retra
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.time()
     arch = search(job, proto, data, cache / "search" / tag, threads, log)
-    runs = [retrain(arch, job, proto, data, cache / "train" / (tag if j == 0 else f"{tag}-r{j}"),
+    runs = [retrain(arch, proto, data, cache / "train" / (tag if j == 0 else f"{tag}-r{j}"),
                     retrain_seed(job["seed"], j), threads, log) for j in range(retrains)]
     metrics = runs[0]
     summary = json.loads((arch.parent / "summary.json").read_text())
