@@ -86,6 +86,18 @@ def test_the_budget_controller_brakes_by_default_and_the_user_can_turn_it_off():
     assert settings_from(MGASOptions(lambda_schedule="paper")).brake_every == 0
 
 
+def test_every_stage_of_a_three_stage_tiny_search_warms_up_as_long_as_the_final_phase():
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.settings import make_phases, settings_from
+
+    # docs/mgas.md 10.15: with 1 warm-up epoch the new cells and head of a stage were pruned untrained
+    phases = make_phases(settings_from(MGASOptions(stages=3)))
+    assert [p.name for p in phases] == ["stage1", "stage2", "stage3", "final"]
+    assert [p.warmup for p in phases] == [4, 4, 4, 4]
+    assert [p.warmup for p in make_phases(settings_from(MGASOptions(stages=3, warmup_epochs=1)))] == [1, 1, 1, 4]
+    assert [p.name for p in make_phases(settings_from(MGASOptions()))] == ["final"]  # the default: one stage
+
+
 def test_cubic_plan_cuts_most_early_and_least_at_the_end():
     sizes = [ctl.planned_size(1000, 10, k, 4, "cubic") for k in range(6)]
     assert sizes[0] == 1000 and sizes[4] == sizes[5] == pytest.approx(10)

@@ -15,6 +15,14 @@ close at once. `n_thr`, `lambda_delta` and `lambda_cap` serve `--lambda-schedule
 first lambda step and no CE cap (digits' CE falls near 0, which would freeze lambda for good).
 The large presets keep the published settings.
 
+**Decision (tiny with `--stages 3`: 4 warm-up epochs per stage, as in the final phase; 1 before
+2026-12-03):** each stage brings new cells and a new head, random until its warm-up trains them.
+After 1 warm-up epoch (digits, 16k, seed 0) stage 2 pruned at 0.15-0.29 held-out accuracy and
+stage 3 cut 180k to 50k params at 0.31-0.45; with 4 they pruned at 0.52-0.92 and 0.90-0.93.
+3 seeds x 3 retrainings (docs/mgas.md 10.15): with 1, 3 stages retrained 0.96 / 0.43 / 0.19 pp
+below 1 stage at 8k / 16k / 32k; with 4, +0.09 / -0.31 / +0.19 pp, at 12-29 % less peak memory
+than 1 stage, for about 1.6x the 1-warm-up search time. (The published value is 5.)
+
 **Decision (budget controller, every preset):** with `--lambda-schedule budget` (the default) the
 thresholds step without momentum, so that lambda sets how far they move in an epoch (the
 controller's model, controller.py), and the filter and weight thresholds learn 5x and 20x slower
@@ -32,7 +40,7 @@ fallback sized the network and the search ended after 2 of its 10 search epochs.
 from __future__ import annotations
 
 PRESETS: dict[str, dict] = {
-    "tiny": {"channels": 8, "layers": 3, "batch_size": 128, "stages": 1, "warmup_epochs": 1,
+    "tiny": {"channels": 8, "layers": 3, "batch_size": 128, "stages": 1, "warmup_epochs": 4,
              "max_stage_epochs": 4, "final_warmup_epochs": 4, "max_final_epochs": 10,
              "lr_weights": 0.05, "lr_beta": 10.0, "mu": 0.1,
              "n_thr": 4, "lambda_delta": 0.01, "lambda_cap": False},
