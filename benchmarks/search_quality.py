@@ -10,9 +10,9 @@ defaults (`mgas`: the preset's one stage), MGAS `--stages 3` (`mgas-3stage`), DA
 scaling, random + width scaling, and the hand-written network
 `examples/small_digits.json` with its widths scaled to the target (`--methods mgas-cubic` adds
 MGAS with `--plan cubic`; `mgas-nobrake`, `mgas-3stage-nobrake` and `mgas-cubic-nobrake` are
-those three with `--brake-every 0`, the default before 2026-12-03; `mgas-3stage-w1` gives each
-stage 1 warm-up epoch, the tiny preset's before 2026-12-03, where it now has 4). Each (dataset, target, method,
-seed) is one job whose search and training directories live under --cache; a finished job's
+those three with `--brake-every 0`, the default before 2026-12-03; `mgas-3stage-w1` is
+`--stages 3` with 1 warm-up epoch per stage, the tiny preset's until 2026-12-03, 4 since). Each
+(dataset, target, method, seed) is one job whose search and training directories live under --cache; a finished job's
 result is appended to --results (docs/data/search_quality.jsonl, kept in the repository), so the
 benchmark resumes after any kill (a killed search or training resumes from its own checkpoint)
 and goes on from the finished jobs on another machine: it can run in the background for days.

@@ -33,7 +33,8 @@ class MGASOptions(TargetOptions):
     layers: int | None = Field(None, ge=1, le=64, description="number of cells (overrides preset)")
     lr_weights: float | None = Field(None, gt=0, description="learning rate of the weights (0.01; tiny: 0.05)")
     batch_size: int | None = Field(None, ge=1, description="batch size (overrides preset)")
-    warmup_epochs: int | None = Field(None, ge=0, description="warm-up epochs per stage")
+    warmup_epochs: int | None = Field(None, ge=0, description="warm-up epochs of each stage of a multi-stage "
+                                 "search (tiny: 4)")
     max_stage_epochs: int | None = Field(None, ge=1, description="search epochs per stage at most")
     final_warmup_epochs: int | None = Field(None, ge=0, description="warm-up of the final phase")
     max_final_epochs: int | None = Field(None, ge=1, description="search epochs of the final phase at most")
