@@ -11,7 +11,10 @@ Steps (each one's outcome and numbers go into the page; a failing step does not 
    kernel / stride / dilation the spaces use;
 4. one MGAS search step against the plain DARTS supernet (C=16, 8 cells, 32x32, batch 64): step
    time (median of timed steps after warm-up) and peak GPU memory;
-5. a 2-process DDP training run: NCCL over two GPUs, or gloo with both processes on one GPU.
+5. a 2-process DDP training run: NCCL over two GPUs, or gloo with both processes on one GPU;
+6. the commands a user runs, end to end on the device: the default MGAS search on digits and 5 epochs
+   of training of what it found, an elastic supernet on digits and `generate --supernet` from it, and a
+   tiny DNA search (a dry run: the DNA search only). Exit codes, wall times and accuracies.
 """
 from __future__ import annotations
 
@@ -132,6 +135,43 @@ def ddp(device: str, work: Path, dry: bool) -> dict:
             "world_size": metrics["world_size"], "test_acc": metrics["test_acc"]}
 
 
+DNA_TINY = ["search", "dna", "--space", "nbmacro", "--dataset", "synthetic", "--subset", "200", "--nbmacro-channels", "4",
+            "--teacher-epochs", "1", "--epochs", "1", "--recal-batches", "1", "--rate-batch-size", "16",
+            "--rate-samples", "16", "--final-epochs", "0", "--target-params", "600000"]
+GENERATE_SMALL = ["--cost", "macs", "--budgets", "q20,q80", "--query-budget", "30", "--initial-rows", "10", "--verify", "2",
+                  "--iterations", "200", "--select-samples", "50", "--query-rounds", "1"]
+
+
+def end_to_end(device: str, work: Path, dry: bool) -> dict:
+    """The user's commands on the device: exit 0, wall time, and what they report."""
+    common = ["--device", device, "--seed", 0, "--no-report"]
+    steps = {"search dna (tiny)": [*DNA_TINY, *common, "--out", work / "dna"]}
+    if not dry:
+        steps = {"search mgas (default, digits)": ["search", "mgas", "--dataset", "digits", *common, "--out", work / "mgas"],
+                 "train found arch, 5 epochs": ["train", work / "mgas" / "arch.json", "--epochs", 5, "--device", device,
+                                                "--seed", 0, "--out", work / "mgas-train"],
+                 "search supernet (digits, 10 epochs)": ["search", "supernet", "--dataset", "digits", "--epochs", 10,
+                                                         *common, "--out", work / "supernet"],
+                 "generate --supernet": ["generate", "--supernet", work / "supernet", "--dataset", "digits",
+                                         *GENERATE_SMALL, *common, "--out", work / "picks"],
+                 **steps}
+    rows, ok = {}, True
+    for name, args in steps.items():
+        if name.startswith("train found") and rows.get("search mgas (default, digits)", {}).get("rc"):
+            continue  # nothing found to train
+        start = time.perf_counter()
+        done = run_cli(args)
+        rows[name] = {"rc": done.returncode, "seconds": round(time.perf_counter() - start, 1)}
+        if done.returncode != 0:
+            rows[name]["error"] = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            ok = False
+    if not dry and ok:
+        rows["found network test_acc"] = json.loads((work / "mgas-train" / "metrics.json").read_text())["test_acc"]
+        summary = json.loads((work / "mgas" / "summary.json").read_text())
+        rows["found network params"] = summary.get("params_nonzero", summary.get("params"))
+    return {"ok": ok, **rows}
+
+
 def write_page(path: Path, results: dict, args, machine: str, seconds: float) -> None:
     lines = ["# GPU check", "",
              f"- command: `python benchmarks/gpu_check.py{' --dry-run' if args.dry_run else ''}`",
@@ -163,6 +203,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="page to write (default docs/bench_gpu.md; a temporary file with --dry-run)")
     parser.add_argument("--epochs", type=int, default=5, help="epochs of the bf16/fp32 training")
+    parser.add_argument("--steps", default=None, help="run only these steps, by number (e.g. 1,6)")
     args = parser.parse_args()
     import torch
 
@@ -178,7 +219,11 @@ def main() -> int:
                                                            args.dry_run),
              "depthwise backward vs autograd": lambda: depthwise_vs_autograd(device),
              "MGAS step vs plain DARTS supernet": lambda: mgas_vs_plain(device, args.dry_run),
-             "2-process DDP": lambda: ddp(device, work, args.dry_run)}
+             "2-process DDP": lambda: ddp(device, work, args.dry_run),
+             "commands end to end": lambda: end_to_end(device, work, args.dry_run)}
+    if args.steps:
+        chosen = {int(n) for n in args.steps.split(",")}
+        steps = {name: fn for i, (name, fn) in enumerate(steps.items(), 1) if i in chosen}
     results = {}
     for name, fn in steps.items():
         try:

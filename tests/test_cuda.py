@@ -73,5 +73,23 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     text = page.read_text()
     for step in ("CUDA-marked tests", "bf16 vs fp32 training", "depthwise backward vs autograd",
-                 "MGAS step vs plain DARTS supernet", "2-process DDP"):
+                 "MGAS step vs plain DARTS supernet", "2-process DDP", "commands end to end"):
         assert f"| {step} | yes |" in text, text
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, needs_cuda])])
+def test_an_mgas_export_from_any_device_holds_cpu_masks_and_builds(device):
+    """The export of a supernet on the GPU once kept its weight masks on the GPU, and building the
+    exported network (on the CPU) then failed with a device mismatch at the end of every search."""
+    from budgetnas.methods.mgas.derive import export_arch, plan_network
+    from budgetnas.methods.mgas.supernet import GatedConvOp, MGASSupernet
+
+    torch.manual_seed(0)
+    net = MGASSupernet(channels=4, layers=3, in_channels=3, num_classes=10).to(device)
+    op = next(op for op in net.cells[0].ops[0] if isinstance(op, GatedConvOp))
+    with torch.no_grad():
+        op.pw1.mask[0].zero_()  # one pruned filter row: the export must carry a mask
+    arch = export_arch(net, plan_network(net), input_size=16)
+    assert arch.masks and all(m.device.type == "cpu" for m in arch.masks.values())
+    model = build_model(arch)
+    assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)

@@ -23,7 +23,7 @@ def apply_weight_masks(model: nn.Module, masks: dict[str, torch.Tensor], *, wher
             raise ArchError(f"mask {name!r} has shape {tuple(mask.shape)}, the weight "
                             f"{tuple(weight.shape)}", where=where, fix="re-export the architecture")
         module = model.get_submodule(name.rsplit(".", 1)[0])
-        module.register_buffer("weight_mask", mask.to(weight.dtype).clone(), persistent=False)
+        module.register_buffer("weight_mask", mask.to(weight.device, weight.dtype).clone(), persistent=False)
         with torch.no_grad():
             weight.mul_(module.weight_mask)
         weight.register_hook(lambda grad, m=module: grad * m.weight_mask)

@@ -96,7 +96,7 @@ def export_arch(net: MGASSupernet, plans: list[CellPlan], *, input_size: int,
                     edge["mid"] = int(mid.numel())
                 for layer, tensor in _op_masks(op, keep, mid).items():
                     if not bool(tensor.all()):
-                        masks[f"cells.{c}.ops.{k}.{layer}.weight"] = tensor.float()
+                        masks[f"cells.{c}.ops.{k}.{layer}.weight"] = tensor.float().cpu()  # an Arch holds no device
             edges.append(edge)
         cells.append({"reduction": cell.reduction, "channels": int(keep.numel()), "edges": edges})
     config = {"in_channels": net.in_channels, "num_classes": net.num_classes, "input_size": input_size,
