@@ -222,7 +222,9 @@ def main() -> int:
              "2-process DDP": lambda: ddp(device, work, args.dry_run),
              "commands end to end": lambda: end_to_end(device, work, args.dry_run)}
     if args.steps:
-        chosen = {int(n) for n in args.steps.split(",")}
+        chosen = {int(n) for n in args.steps.split(",") if n.strip().isdigit()}
+        if not chosen or not chosen <= set(range(1, len(steps) + 1)):
+            parser.error(f"--steps: numbers 1-{len(steps)}, comma-separated (got {args.steps!r})")
         steps = {name: fn for i, (name, fn) in enumerate(steps.items(), 1) if i in chosen}
     results = {}
     for name, fn in steps.items():
