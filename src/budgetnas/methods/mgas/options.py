@@ -26,7 +26,9 @@ REPORT = ReportSpec(plots=(
 class MGASOptions(TargetOptions):
     preset: Literal["tiny", "darts8_c24", "darts14_c44"] = Field("tiny", description="search preset")
     stages: Literal[1, 3] | None = Field(None, description="3 = multi-stage search, 1 = single stage "
-                                                          "(preset: tiny 1, the others 3)")
+                                                          "(preset: tiny 1, the others 3); 3 needs less "
+                                                          "memory, 1 found the better networks on CIFAR-10 "
+                                                          "at 150k (docs/mgas.md 10.15)")
     bilevel: bool = Field(False, description="architecture steps on the held-out split")
     channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (default: the preset's; "
                                 "on tiny widened to 8x a params/MACs target, docs/mgas.md 10.13)")
