@@ -1,4 +1,4 @@
-"""GPU check: everything of the CUDA path in one command (about 10 minutes on one H100/H200).
+"""GPU check: everything of the CUDA path in one command (about 8 minutes on one H200, measured 2026-12-04).
 
     python benchmarks/gpu_check.py                 # on a GPU machine: writes docs/bench_gpu.md
     python benchmarks/gpu_check.py --dry-run       # on a CPU: the same steps, tiny, CPU only
