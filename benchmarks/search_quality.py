@@ -11,7 +11,8 @@ scaling, random + width scaling, and the hand-written network
 `examples/small_digits.json` with its widths scaled to the target (`--methods mgas-cubic` adds
 MGAS with `--plan cubic`; `mgas-nobrake`, `mgas-3stage-nobrake` and `mgas-cubic-nobrake` are
 those three with `--brake-every 0`, the default before 2026-12-03; `mgas-3stage-w1` is
-`--stages 3` with 1 warm-up epoch per stage, the tiny preset's until 2026-12-03, 4 since). Each
+`--stages 3` with 1 warm-up epoch per stage, the tiny preset's until 2026-12-03, 4 since;
+`mgas-3stage-t1` is `--stages 3 --first-stage train`). Each
 (dataset, target, method, seed) is one job whose search and training directories live under --cache; a finished job's
 result is appended to --results (docs/data/search_quality.jsonl, kept in the repository), so the
 benchmark resumes after any kill (a killed search or training resumes from its own checkpoint)
@@ -66,7 +67,8 @@ METHODS = ["mgas", "mgas-3stage", "darts", "random", "handwritten"]
 OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-nobrake": ["--brake-every", "0"],
             "mgas-3stage-nobrake": ["--stages", "3", "--brake-every", "0"],
             "mgas-cubic-nobrake": ["--plan", "cubic", "--brake-every", "0"],
-            "mgas-3stage-w1": ["--stages", "3", "--warmup-epochs", "1"]}
+            "mgas-3stage-w1": ["--stages", "3", "--warmup-epochs", "1"],
+            "mgas-3stage-t1": ["--stages", "3", "--first-stage", "train"]}
 
 
 def variant_width(method: str) -> int | None:

@@ -325,3 +325,32 @@ def test_a_resumed_run_keeps_the_width_it_started_with(tmp_path, cli_in_process,
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["channels"], summary["channels_from"]) == (8, "the resumed run's checkpoint")
     assert json.loads((out / "arch.json").read_text())["config"]["stem_channels"] == 24
+
+
+def test_a_first_stage_that_only_trains_prunes_nothing_and_its_cells_are_pruned_later(tmp_path):
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.settings import make_phases, settings_from
+    from budgetnas.runs import run_method
+
+    # docs/mgas.md 10.16: stage 1 warms up cell 0 only; stage 2 is the first to prune it
+    phases = make_phases(settings_from(MGASOptions(stages=3, first_stage="train", layers=3)))
+    assert [list(p.commit_cells) for p in phases] == [[], [0, 1], [0, 1, 2], [0, 1, 2]]
+    assert phases[0].max_epochs == 0 and not phases[0].regrow
+    searched = make_phases(settings_from(MGASOptions(stages=3, layers=3)))
+    assert [list(p.commit_cells) for p in searched][0] == [0]  # the published first stage
+
+    target = 14000
+    opts = MGASOptions(**{**TINY, "stages": 3, "first_stage": "train", "warmup_epochs": 2,
+                          "max_stage_epochs": 2}, target_params=target, out=tmp_path / "run")
+    out = run_method("mgas", opts, progress=False)
+    rows = read_log(out)
+    first = [row for row in rows if row["stage"] == "stage1"]
+    assert [row["kind"] for row in first] == ["warmup", "warmup"]
+    assert {row["size"] for row in first} == {rows[0]["size"]}
+    assert all(v["ops"] == 0 for row in first for v in row["pruned"].values())
+    assert [row["stage"] for row in rows].count("stage2") > 2  # stage 2 warms up, then searches
+    arch = json.loads((out / "arch.json").read_text())
+    kept_in_cell0 = len(arch["genotype"]["cells"][0]["edges"])
+    assert kept_in_cell0 < 14 * 7  # cell 0 was pruned after all, by the later stages
+    summary = json.loads((out / "summary.json").read_text())
+    assert abs(summary["params_nonzero"] / target - 1) <= 0.03

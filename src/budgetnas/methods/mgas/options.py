@@ -29,6 +29,9 @@ class MGASOptions(TargetOptions):
                                                           "(preset: tiny 1, the others 3); 3 needs less "
                                                           "memory, 1 found the better networks on CIFAR-10 "
                                                           "at 150k (docs/mgas.md 10.15)")
+    first_stage: Literal["search", "train"] | None = Field(
+        None, description="with --stages 3: search = stage 1 prunes its cells (as published); train = "
+                          "stage 1 only warms them up and stage 2 prunes them first (docs/mgas.md 10.16)")
     bilevel: bool = Field(False, description="architecture steps on the held-out split")
     channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (default: the preset's; "
                                 "on tiny widened to 8x a params/MACs target, docs/mgas.md 10.13)")

@@ -107,6 +107,8 @@ class MGASSearch:
     def epoch_kind(self, phase: Phase) -> str:
         if self.state.frozen_pending:
             return "frozen"
+        if not phase.commit_cells:  # a stage that only trains (first_stage="train")
+            return "warmup"
         return "warmup" if self.state.epoch_in_phase < phase.warmup else "search"
 
     def steps_per_epoch(self) -> int:
@@ -294,6 +296,9 @@ class MGASSearch:
             self.end_phase(phase)
             return f"regrew {len(grown)} ops"
         if kind == "warmup":
+            if not phase.commit_cells and st.epoch_in_phase >= max(1, phase.warmup):
+                self.end_phase(phase)  # a stage that only trains: nothing to commit or regrow
+                return "warm-up; phase ends (trains only)"
             return "warm-up"
         searched = st.epoch_in_phase - phase.warmup
         if self.budget():

@@ -19,6 +19,7 @@ class SearchSettings:
     layers: int = 4
     batch_size: int = 128
     stages: int = 3
+    first_stage: str = "search"  # "search" or "train": stage 1 trains its cells without pruning them
     warmup_epochs: int = 1
     max_stage_epochs: int = 4
     final_warmup_epochs: int = 1
@@ -94,12 +95,20 @@ class Phase:
 
 
 def make_phases(s: SearchSettings) -> list[Phase]:
+    """One phase per stage, then the final one.
+
+    **Decision (`first_stage="train"`, docs/mgas.md 10.16):** stage 1 then only warms up its cells
+    and prunes nothing (no commit cells); they are first pruned in stage 2 with deeper cells on
+    top. Searched alone under its auxiliary head, a first stage of one cell kept the convolutions
+    a one-cell network needs and pruned the pools and skips the whole network uses there."""
     bounds = stage_bounds(s.layers, s.stages)
     phases = []
     if s.stages > 1:
         for k, (start, end) in enumerate(bounds):
-            phases.append(Phase(f"stage{k + 1}", end, k if k < 2 else None, range(0, end),
-                                range(start, end), s.warmup_epochs, s.max_stage_epochs, k > 0, False))
+            prunes = k > 0 or s.first_stage == "search"
+            phases.append(Phase(f"stage{k + 1}", end, k if k < 2 else None,
+                                range(0, end) if prunes else range(0), range(start, end),
+                                s.warmup_epochs, s.max_stage_epochs if prunes else 0, k > 0, False))
     phases.append(Phase("final", s.layers, None, range(s.layers), range(s.layers),
                         s.final_warmup_epochs, s.max_final_epochs, False, True))
     return phases
