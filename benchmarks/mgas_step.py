@@ -160,7 +160,8 @@ def nni_darts(channels: int, cells: int, classes: int):
     return net, darts_step(net, arch)
 
 
-def mgas(channels: int, cells: int, classes: int):
+def mgas(channels: int, cells: int, classes: int, compiled: bool = False):
+    """The supernet and its search step; `compiled`: the forward through `torch.compile`."""
     import torch
     import torch.nn.functional as F
 
@@ -170,15 +171,17 @@ def mgas(channels: int, cells: int, classes: int):
 
     net = MGASSupernet(channels=channels, layers=cells, in_channels=3, num_classes=classes)
     w_opt, a_opt = make_optimizers(net, SearchSettings())
+    forward = torch.compile(net) if compiled else net
 
     def step(x, y):
         w_opt.zero_grad(set_to_none=True)
         a_opt.zero_grad(set_to_none=True)
         r_size, r_thr = regularizers(net, range(cells), 0.0)
-        loss = F.cross_entropy(net(x, search=True), y) + 1e-3 * (r_size + r_thr)
+        loss = F.cross_entropy(forward(x, search=True), y) + 1e-3 * (r_size + r_thr)
         loss.backward()
         w_opt.step()
         a_opt.step()
+        return loss.detach()
     return net, step
 
 

@@ -288,6 +288,14 @@ def test_darts8_c24_preset_runs_a_search_epoch(tmp_path):
     assert (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
 
 
+def test_a_first_stage_option_without_stages_is_refused_with_exit_2(tmp_path, cli):
+    result = cli("search", "mgas", "--dataset", "synthetic", "--first-stage", "train", "--no-report",
+                 "--out", tmp_path / "one")
+    assert result.returncode == 2, result.stderr
+    assert "--first-stage" in result.stderr and "--stages 3" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "one").exists()
+
+
 def test_nan_loss_stops_the_search_with_exit_2(tmp_path, cli):
     result = cli("search", "mgas", "--dataset", "synthetic", "--channels", "2", "--lr-weights", "1e30",
                  "--target-params", "3000", "--no-report", "--out", tmp_path / "nan")

@@ -36,6 +36,9 @@ class MGASMethod(Method):
         target = {given[0]: given[1]} if given else {"params": 0}
         table = latency_table(str(ctx.device), threads=opts.latency_threads) if "latency" in target else None
         settings = settings_from(opts)
+        if settings.first_stage == "train" and settings.stages == 1:
+            raise UserError("--first-stage train applies to a multi-stage search; this one has 1 stage",
+                            where="--first-stage", fix="add --stages 3, or leave --first-stage out")
         preset = settings.channels
         self.channels_from = "--channels" if opts.channels is not None else "preset"
         if widens(opts):
