@@ -313,4 +313,21 @@ def test_help_and_version_exit_0():
     with contextlib.redirect_stdout(io.StringIO()) as out:
         assert main(["train", "--help"]) == 0
         assert main(["--version"]) == 0
+        for method in ("mgas", "dna"):
+            assert main(["search", method, "--help"]) == 0
     assert "usage" in out.getvalue()
+
+
+def test_a_percent_sign_in_an_option_description_shows_in_help():
+    import argparse
+
+    from pydantic import BaseModel, Field
+
+    from budgetnas.config import add_model_arguments
+
+    class Opts(BaseModel):
+        share: float = Field(0.5, description="keep 50 % of it")
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser, Opts)
+    assert "keep 50 % of it" in parser.format_help()

@@ -237,7 +237,8 @@ def test_learned_gates_do_the_pruning_at_every_level(tmp_path):
     assert all(units["gates"][level] > 0 for level in ("ops", "filters", "weights"))
     log = read_log(out)
     assert summary["lambda_schedule"] == "budget"
-    for row in log:  # every row counts what each mechanism removed at every level
+    for row in log:  # every row counts what each mechanism removed at every level, and each cell's size
+        assert len(row["cell_sizes"]) == 3 and 0 < sum(row["cell_sizes"]) < row["size"]
         assert set(row["pruned"]) == {"gates", "land", "force", "regrow"}
         assert all(set(v) == {"ops", "filters", "weights", "size"} for v in row["pruned"].values())
     removed = sum(units[m]["size"] for m in ("gates", "land", "force"))

@@ -78,7 +78,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel],
             continue
         flag = "--" + name.replace("_", "-")
         annotation = _unwrap_optional(field.annotation)
-        help_text = f"{field.description or ''} (default: {field.default})"
+        # argparse treats help as a %-format string: a literal "%" in a description must be doubled
+        help_text = f"{field.description or ''} (default: {field.default})".replace("%", "%%")
         kwargs: dict[str, Any] = {"dest": name, "default": None, "help": help_text}
         if annotation is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

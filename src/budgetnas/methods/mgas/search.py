@@ -340,6 +340,7 @@ class MGASSearch:
         return {"epoch": self.state.global_epoch, "stage": phase.name, "kind": kind, "event": event,
                 "lambda": self.state.lam, **{k: round(v, 6) for k, v in stats.items()},
                 "size": self.sizer(self.net), "size_unit": self.unit, "target": self.goal,
+                "cell_sizes": [round(v, 4) for v in self.sizer.sizes(self.net)[1]],
                 "planned": self.state.planned, "gated": self.state.gated, "shift": self.state.shift,
                 "correction": self.state.correction, "braked_at_step": self.state.braked,
                 **ratios, "pruned": self.ledger.epoch, "val_acc": self.evaluate(phase),
