@@ -31,8 +31,8 @@ class MGASOptions(TargetOptions):
                                                           "at 150k (docs/mgas.md 10.15)")
     first_stage: Literal["search", "train"] | None = Field(
         None, description="with --stages 3: search = stage 1 prunes its cells (as published); train = "
-                          "stage 1 only warms them up and stage 2 prunes them first (CIFAR-10, 150k: as accurate "
-                          "as search, a sixth faster; docs/mgas.md 10.16)")
+                          "stage 1 only warms them up and stage 2 prunes them first (CIFAR-10, 150k: "
+                          "as accurate as search; docs/mgas.md 10.16)")
     bilevel: bool = Field(False, description="architecture steps on the held-out split")
     channels: int | None = Field(None, ge=2, le=4096, description="initial cell width C (default: the preset's; "
                                 "on tiny widened to 8x a params/MACs target, docs/mgas.md 10.13)")
