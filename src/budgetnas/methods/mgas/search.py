@@ -337,10 +337,12 @@ class MGASSearch:
 
     def log_row(self, phase: Phase, kind: str, stats: dict, event: str, started: float) -> dict:
         ratios = self.remaining_ratios()
+        arch = self.sizer.arch(self.net)  # exported once for the size and the cells' sizes
+        cells = self.sizer.sizes_of(arch, self.net.in_channels)[1]
         return {"epoch": self.state.global_epoch, "stage": phase.name, "kind": kind, "event": event,
                 "lambda": self.state.lam, **{k: round(v, 6) for k, v in stats.items()},
-                "size": self.sizer(self.net), "size_unit": self.unit, "target": self.goal,
-                "cell_sizes": [round(v, 4) for v in self.sizer.sizes(self.net)[1]],
+                "size": self.sizer.of(arch), "size_unit": self.unit, "target": self.goal,
+                "cell_sizes": [round(v, 4) for v in cells],
                 "planned": self.state.planned, "gated": self.state.gated, "shift": self.state.shift,
                 "correction": self.state.correction, "braked_at_step": self.state.braked,
                 **ratios, "pruned": self.ledger.epoch, "val_acc": self.evaluate(phase),
