@@ -68,7 +68,8 @@ OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-nobrake": ["--brake-every",
             "mgas-3stage-nobrake": ["--stages", "3", "--brake-every", "0"],
             "mgas-cubic-nobrake": ["--plan", "cubic", "--brake-every", "0"],
             "mgas-3stage-w1": ["--stages", "3", "--warmup-epochs", "1"],
-            "mgas-3stage-t1": ["--stages", "3", "--first-stage", "train"]}
+            "mgas-3stage-t1": ["--stages", "3", "--first-stage", "train"],
+            "mgas-3stage-late": ["--stages", "3", "--stage-plan", "late"]}
 
 
 def variant_width(method: str) -> int | None:

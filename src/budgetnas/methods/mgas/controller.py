@@ -60,16 +60,25 @@ def phases_searching(cell: int, phase_cells: list[range]) -> list[int]:
     return [j for j, cells in enumerate(phase_cells) if cell in cells]
 
 
+STAGE_PLANS = {"even": 1.0, "late": 2.0}  # exponent p of the per-cell plan r ** ((j / n_c) ** p)
+
+
 def phase_goal(phase: int, phase_cells: list[range], *, goal: float, total_now: float,
-               cells_now: list[float], cells_start: list[float], ratio: float) -> float:
-    """The size the plan wants at the end of `phase` (the target itself in the last phase)."""
+               cells_now: list[float], cells_start: list[float], ratio: float,
+               stage_plan: str = "even") -> float:
+    """The size the plan wants at the end of `phase` (the target itself in the last phase).
+
+    `stage_plan="late"` plans cell c at r ** ((j / n_c) ** 2) instead of r ** (j / n_c): the
+    intermediate phases of a multi-stage search cut less and leave more to the final phase, where
+    all cells compete for the target (docs/mgas.md 10.17)."""
     if phase == len(phase_cells) - 1:
         return goal
+    power = STAGE_PLANS[stage_plan]
     planned = total_now
     for c in phase_cells[phase]:
         mine = phases_searching(c, phase_cells)
         j = mine.index(phase) + 1
-        planned += ratio ** (j / len(mine)) * cells_start[c] - cells_now[c]
+        planned += ratio ** ((j / len(mine)) ** power) * cells_start[c] - cells_now[c]
     return max(goal, min(planned, total_now))
 
 

@@ -39,6 +39,9 @@ class MGASMethod(Method):
         if settings.first_stage == "train" and settings.stages == 1:
             raise UserError("--first-stage train applies to a multi-stage search; this one has 1 stage",
                             where="--first-stage", fix="add --stages 3, or leave --first-stage out")
+        if opts.stage_plan is not None and settings.stages == 1:
+            raise UserError("--stage-plan applies to a multi-stage search; this one has 1 stage",
+                            where="--stage-plan", fix="add --stages 3, or leave --stage-plan out")
         preset = settings.channels
         self.channels_from = "--channels" if opts.channels is not None else "preset"
         if widens(opts):

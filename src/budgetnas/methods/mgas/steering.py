@@ -51,7 +51,7 @@ class Steering:
         st.plan_start, st.planned = total, total
         st.plan_goal = ctl.phase_goal(st.phase, [p.commit_cells for p in s.phases], goal=s.goal,
                                       total_now=total, cells_now=cells, cells_start=st.cells_start,
-                                      ratio=ratio)
+                                      ratio=ratio, stage_plan=s.s.stage_plan)
 
     # ---------------------------------------------------------------- before a search epoch
     def before_epoch(self, phase) -> None:
