@@ -296,6 +296,14 @@ def test_a_first_stage_option_without_stages_is_refused_with_exit_2(tmp_path, cl
     assert "Traceback" not in result.stderr and not (tmp_path / "one").exists()
 
 
+def test_a_stage_plan_without_stages_is_refused_with_exit_2(tmp_path, cli):
+    result = cli("search", "mgas", "--dataset", "synthetic", "--stage-plan", "late", "--no-report",
+                 "--out", tmp_path / "one")
+    assert result.returncode == 2, result.stderr
+    assert "--stage-plan" in result.stderr and "--stages 3" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "one").exists()
+
+
 def test_nan_loss_stops_the_search_with_exit_2(tmp_path, cli):
     result = cli("search", "mgas", "--dataset", "synthetic", "--channels", "2", "--lr-weights", "1e30",
                  "--target-params", "3000", "--no-report", "--out", tmp_path / "nan")
