@@ -338,7 +338,7 @@ class MGASSearch:
     def log_row(self, phase: Phase, kind: str, stats: dict, event: str, started: float) -> dict:
         ratios = self.remaining_ratios()
         arch = self.sizer.arch(self.net)  # exported once for the size and the cells' sizes
-        cells = self.sizer.sizes_of(arch, self.net.in_channels)[1]
+        cells = self.sizer.sizes_of(arch)[1]
         return {"epoch": self.state.global_epoch, "stage": phase.name, "kind": kind, "event": event,
                 "lambda": self.state.lam, **{k: round(v, 6) for k, v in stats.items()},
                 "size": self.sizer.of(arch), "size_unit": self.unit, "target": self.goal,

@@ -44,9 +44,9 @@ class Sizer:
 
     def sizes(self, net: MGASSupernet) -> tuple[float, list[float]]:
         """The whole size and each cell's share of it, in the target's unit (budget controller)."""
-        return self.sizes_of(self.arch(net), net.in_channels)
+        return self.sizes_of(self.arch(net))
 
-    def sizes_of(self, arch: Arch, in_channels: int) -> tuple[float, list[float]]:
+    def sizes_of(self, arch: Arch) -> tuple[float, list[float]]:
         """`sizes` of an already exported architecture."""
         if self.unit == "params":
             return nonzero_params(arch)
@@ -64,7 +64,7 @@ class Sizer:
         model = build_model(arch).eval()
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
-            model(torch.zeros(1, in_channels, self.input_size, self.input_size))
+            model(torch.zeros(1, arch.config["in_channels"], self.input_size, self.input_size))
         flops = {k: sum(v.values()) for k, v in counter.get_flop_counts().items()}
         name = type(model).__name__
         return (int(counter.get_total_flops()) // 2,
