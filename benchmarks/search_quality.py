@@ -69,7 +69,8 @@ OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-nobrake": ["--brake-every",
             "mgas-cubic-nobrake": ["--plan", "cubic", "--brake-every", "0"],
             "mgas-3stage-w1": ["--stages", "3", "--warmup-epochs", "1"],
             "mgas-3stage-t1": ["--stages", "3", "--first-stage", "train"],
-            "mgas-3stage-late": ["--stages", "3", "--stage-plan", "late"]}
+            "mgas-3stage-late": ["--stages", "3", "--stage-plan", "late"],
+            "mgas-land": ["--brake", "land"], "mgas-3stage-land": ["--stages", "3", "--brake", "land"]}
 
 
 def variant_width(method: str) -> int | None:

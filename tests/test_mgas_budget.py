@@ -62,12 +62,13 @@ def test_brake_stops_the_push_once_the_gated_size_is_on_the_plan():
     from budgetnas.methods.mgas.steering import Steering
 
     state = SearchState(epoch_goal=100.0, correction=1.0, shift=0.2, t_start=0.0)
-    steering = Steering(SimpleNamespace(state=state), regularizers=None)
+    steering = Steering(SimpleNamespace(state=state, s=SimpleNamespace(brake="stop")), regularizers=None)
     sizes = iter([130, 101, 99, 150])
     steering.gated_size = lambda phase: next(sizes)
     steering.mean_op_threshold = lambda phase: 0.05  # moved less than commanded
     assert not steering.brake(None, 8) and not steering.brake(None, 16)  # above the plan
     assert steering.brake(None, 24) and state.braked == 24  # reached: no push for the rest
+    assert state.braked_gated == 99  # the gated size it stopped at, for the log
     assert steering.brake(None, 32) and state.braked == 24  # stays braked, first step kept
     steering.after_epoch(None)
     assert state.correction == 1.0  # a braked epoch's short motion is not CE's push-back

@@ -146,8 +146,7 @@ class MGASSearch:
             totals["r_thr"] += r_thr.item() * len(y)
             totals["correct"] += float((logits.argmax(1) == y).sum())
             totals["n"] += len(y)
-            if (search and lam > 0 and self.budget() and s.brake_every and (step + 1) % s.brake_every == 0
-                    and step + 1 < steps):
+            if search and lam > 0 and self.budget() and self.brake_due(step + 1, steps):
                 self.steering.brake(phase, step + 1)  # the plan's point reached: stop pushing
             fault_point("search-step")
         keys = list(totals)
@@ -155,6 +154,17 @@ class MGASSearch:
         n = max(summed["n"], 1)
         return {"ce": summed["ce"] / n, "r_size": summed["r_size"] / n, "r_thr": summed["r_thr"] / n,
                 "train_acc": summed["correct"] / n}
+
+    def brake_due(self, done: int, steps: int) -> bool:
+        """Whether the brake checks the gated size after `done` of the epoch's `steps` steps: every
+        `brake_every` steps; after the last one only when it lands (a stop there changes nothing,
+        a landing still puts the thresholds back on the plan before the commit)."""
+        every = self.s.brake_every
+        if not every:
+            return False
+        if done >= steps:
+            return self.s.brake == "land"
+        return done % every == 0
 
     def _stop_if_not_finite(self, loss: torch.Tensor, step: int) -> None:
         """A NaN or infinite loss stops the search (exit code 2) before it reaches the weights;
@@ -265,7 +275,7 @@ class MGASSearch:
         started = time.perf_counter()
         reset_peak_memory(self.device)
         self.ledger.new_epoch()
-        st.braked = None  # set again only by a braked search epoch
+        st.braked = st.braked_gated = None  # set again only by a braked search epoch
         if self.budget() and kind == "search":
             self.steering.before_epoch(phase)  # budget controller: this epoch's lambda
         stats = self.train_epoch(phase, kind)
@@ -345,6 +355,7 @@ class MGASSearch:
                 "cell_sizes": [round(v, 4) for v in cells],
                 "planned": self.state.planned, "gated": self.state.gated, "shift": self.state.shift,
                 "correction": self.state.correction, "braked_at_step": self.state.braked,
+                "braked_gated": self.state.braked_gated,
                 **ratios, "pruned": self.ledger.epoch, "val_acc": self.evaluate(phase),
                 "seconds": round(time.perf_counter() - started, 3),
                 "peak_memory_mb": round(peak_memory_mb(self.device), 1)}

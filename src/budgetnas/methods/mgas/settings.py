@@ -45,6 +45,7 @@ class SearchSettings:
     plan: str = "geometric"  # shape of the budget controller's size plan (controller.PLAN_SHAPES)
     stage_plan: str = "even"  # per-cell plan over the phases (controller.STAGE_PLANS)
     brake_every: int = 0  # steps between the controller's in-epoch checks of the gated size (0: none)
+    brake: str = "stop"  # what the brake does once on the plan (steering.BRAKES)
     augment: bool = True  # crop/flip/Cutout during search, as in retraining (data.Augment)
     cutout: int | None = None  # None: Augment.standard's size for the dataset
     threshold_momentum: float = 0.9  # SGD momentum of t_op, t_fil, t_w (0.9 as published)
@@ -79,6 +80,7 @@ class SearchState:
     t_start: float = 0.0  # mean op threshold when the epoch's lambda was set
     epoch_goal: float | None = None  # the plan's point at the end of this search epoch
     braked: int | None = None  # step of this epoch at which the gated size reached epoch_goal
+    braked_gated: float | None = None  # the gated size the brake left (after landing, if it lands)
     pruned: dict | None = None  # ledger totals (ledger.py)
 
 

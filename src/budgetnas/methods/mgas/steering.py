@@ -22,9 +22,12 @@ import torch
 
 from . import controller as ctl
 from .prune import commit, restore, snapshot
+from .supernet import arch_group
 
 THRESHOLDS = ("t_op", "t_fil", "t_pre", "t_w")
 SCORE_MOMENTUM = 0.9  # of alpha and beta (docs/mgas.md §4)
+BRAKES = ("stop", "land")  # what the in-epoch brake does on the plan (`brake`)
+LAND_ITERATIONS = 8  # bisection steps of `land`: to within 1/256 of the motion between two checks
 
 
 def momentum_steps(steps: int, momentum: float) -> float:
@@ -39,6 +42,7 @@ class Steering:
     def __init__(self, search, regularizers: Callable):
         self.search = search
         self.regularizers = regularizers
+        self.last_check: dict[str, torch.Tensor] | None = None  # at the last check above the plan
 
     # ---------------------------------------------------------------- plan
     def start_plan(self, phase) -> None:
@@ -67,6 +71,7 @@ class Steering:
         effective = ctl.find_lambda(lambda lam: self.size_with(phase, moves, lam), goal)
         st.lam = effective * st.correction
         st.epoch_goal = goal  # st.braked was cleared at the start of the epoch (search.one_epoch)
+        self.last_check = self.arch_state(phase) if s.s.brake == "land" else None
         st.t_start = self.mean_op_threshold(phase)
         st.shift = effective * self.mean_op_move(phase, moves)
 
@@ -139,11 +144,58 @@ class Steering:
         feed-forward model does not see CE spreading tied scores, and at the first search epoch of
         the CIFAR-10 supernet the thresholds crossed the whole cliff (413k -> 131k params against
         a plan of 334k). The same rule as between epochs (lambda 0 at or below the plan), checked
-        every N steps."""
+        every N steps. With `--brake land` the scores and thresholds are also put back to where
+        the gated size crossed the plan (`land`)."""
         st = self.search.state
-        if st.braked is None and st.epoch_goal is not None and self.gated_size(phase) <= st.epoch_goal:
-            st.braked = step
-        return st.braked is not None
+        if st.braked is not None or st.epoch_goal is None:
+            return st.braked is not None
+        size = self.gated_size(phase)
+        if size > st.epoch_goal:
+            if self.search.s.brake == "land":
+                self.last_check = self.arch_state(phase)
+            return False
+        st.braked, st.braked_gated = step, size
+        if self.search.s.brake == "land" and self.last_check is not None:
+            st.braked_gated = self.land(phase, self.last_check, st.epoch_goal)
+        return True
+
+    def arch_state(self, phase) -> dict[str, torch.Tensor]:
+        """A copy of the scores and thresholds of the phase's cells."""
+        cells = self.search.net.cells
+        return {f"{c}.{name}": p.detach().clone() for c in phase.commit_cells
+                for name, p in cells[c].named_parameters() if arch_group(name) is not None}
+
+    @torch.no_grad()
+    def land(self, phase, before: dict[str, torch.Tensor], goal: float,
+             iterations: int = LAND_ITERATIONS) -> int:
+        """Put the scores and thresholds where the gated size first reached `goal` between the
+        last check above it (`before`) and now: the smallest f in [0, 1] (bisection) with the
+        gated size at before + f (now - before) at or below the goal. The scores' momentum is
+        cleared, since it carries the push just stopped. Returns the gated size left.
+
+        **Decision (docs/mgas.md 10.18):** at or below the goal, as the brake without landing,
+        so the epoch still reaches its point; the overshoot is then one group of tied units at
+        the goal instead of up to `brake_every` steps of motion past it."""
+        s = self.search
+        params = {f"{c}.{name}": p for c in phase.commit_cells
+                  for name, p in s.net.cells[c].named_parameters() if arch_group(name) is not None}
+        now = {k: p.detach().clone() for k, p in params.items()}
+
+        def size_at(f: float) -> int:
+            for k, p in params.items():
+                p.copy_(torch.lerp(before[k], now[k], f))
+            return self.gated_size(phase)
+
+        lo, hi = 0.0, 1.0  # size_at(lo) > goal >= size_at(hi)
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if size_at(mid) <= goal else (mid, hi)
+        size = size_at(hi)
+        for p in params.values():
+            buf = s.a_opt.state.get(p, {}).get("momentum_buffer")
+            if buf is not None:
+                buf.zero_()
+        return size
 
     # ---------------------------------------------------------------- after a search epoch
     def after_epoch(self, phase) -> None:
