@@ -77,6 +77,64 @@ def test_brake_stops_the_push_once_the_gated_size_is_on_the_plan():
     assert state.correction == 2.0
 
 
+def test_a_landing_brake_puts_the_thresholds_where_the_gated_size_crossed_the_plan():
+    from types import SimpleNamespace
+
+    from budgetnas.methods.mgas.regularizers import make_optimizers
+    from budgetnas.methods.mgas.settings import SearchSettings, SearchState
+    from budgetnas.methods.mgas.steering import Steering
+
+    net = small_net()
+    settings = SearchSettings(brake="land")
+    _, a_opt = make_optimizers(net, settings)
+    state = SearchState(epoch_goal=800.0)
+    phase = SimpleNamespace(commit_cells=range(2))
+    steering = Steering(SimpleNamespace(state=state, s=settings, net=net, a_opt=a_opt), regularizers=None)
+    cell = net.cells[1]
+    # the gated size falls as cell 1's op thresholds rise: 1000 at 0, 500 at 0.5
+    steering.gated_size = lambda phase: 1000 - 1000 * float(cell.t_op.detach().mean())
+    steering.last_check = steering.arch_state(phase)  # a check above the plan
+    with torch.no_grad():
+        cell.t_op.fill_(0.5)  # the next check: 300 below the plan
+        cell.alpha.fill_(-1.0)
+    cell.alpha.grad = torch.ones_like(cell.alpha)
+    a_opt.step()  # the scores' momentum carries the push on
+    assert a_opt.state[cell.alpha]["momentum_buffer"].abs().sum() > 0
+    alpha_now = float(cell.alpha.detach().mean())
+    assert steering.brake(phase, 16) and state.braked == 16
+    # the first point at or below the plan between the two checks: t_op 0.2 (to 1/256 of 0.5)
+    assert 0.2 <= float(cell.t_op.detach().mean()) <= 0.2 + 0.5 / 256 + 1e-6
+    assert 798 <= state.braked_gated <= 800
+    f = float(cell.t_op.detach().mean()) / 0.5  # scores and thresholds move back together
+    assert float(cell.alpha.detach().mean()) == pytest.approx(f * alpha_now, rel=1e-5)
+    assert a_opt.state[cell.alpha]["momentum_buffer"].abs().sum() == 0  # the push is stopped
+    assert float(net.cells[0].t_op.detach().abs().sum()) == 0  # what did not move stays
+
+
+def test_the_brake_checks_every_n_steps_and_a_landing_brake_also_after_the_last_step():
+    from types import SimpleNamespace
+
+    from budgetnas.methods.mgas.search import MGASSearch
+
+    def due(brake, done, steps=20, every=8):
+        fake = SimpleNamespace(s=SimpleNamespace(brake_every=every, brake=brake))
+        return MGASSearch.brake_due(fake, done, steps)
+
+    assert [d for d in range(1, 21) if due("stop", d)] == [8, 16]
+    assert [d for d in range(1, 21) if due("land", d)] == [8, 16, 20]
+    assert not any(due("land", d, every=0) for d in range(1, 21))
+
+
+def test_the_brake_option_reaches_the_settings_and_stop_is_the_default():
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.settings import settings_from
+
+    assert settings_from(MGASOptions()).brake == "stop"
+    assert settings_from(MGASOptions(brake="land")).brake == "land"
+    with pytest.raises(ValueError):
+        MGASOptions(brake="slide")
+
+
 def test_the_budget_controller_brakes_by_default_and_the_user_can_turn_it_off():
     from budgetnas.methods.mgas.options import MGASOptions
     from budgetnas.methods.mgas.settings import settings_from
