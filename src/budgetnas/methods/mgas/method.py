@@ -42,6 +42,10 @@ class MGASMethod(Method):
         if opts.stage_plan is not None and settings.stages == 1:
             raise UserError("--stage-plan applies to a multi-stage search; this one has 1 stage",
                             where="--stage-plan", fix="add --stages 3, or leave --stage-plan out")
+        if opts.brake is not None and not settings.brake_every:
+            raise UserError("--brake sets what the budget controller's in-epoch brake does; this search "
+                            "has no brake", where="--brake",
+                            fix="leave --lambda-schedule at budget and --brake-every above 0, or leave --brake out")
         preset = settings.channels
         self.channels_from = "--channels" if opts.channels is not None else "preset"
         if widens(opts):
