@@ -26,7 +26,6 @@ from .supernet import arch_group
 
 THRESHOLDS = ("t_op", "t_fil", "t_pre", "t_w")
 SCORE_MOMENTUM = 0.9  # of alpha and beta (docs/mgas.md §4)
-BRAKES = ("stop", "land")  # what the in-epoch brake does on the plan (`brake`)
 LAND_ITERATIONS = 8  # bisection steps of `land`: to within 1/256 of the motion between two checks
 
 
@@ -159,11 +158,14 @@ class Steering:
             st.braked_gated = self.land(phase, self.last_check, st.epoch_goal)
         return True
 
-    def arch_state(self, phase) -> dict[str, torch.Tensor]:
-        """A copy of the scores and thresholds of the phase's cells."""
+    def arch_params(self, phase) -> dict[str, torch.Tensor]:
+        """The scores and thresholds of the phase's cells, by name."""
         cells = self.search.net.cells
-        return {f"{c}.{name}": p.detach().clone() for c in phase.commit_cells
+        return {f"{c}.{name}": p for c in phase.commit_cells
                 for name, p in cells[c].named_parameters() if arch_group(name) is not None}
+
+    def arch_state(self, phase) -> dict[str, torch.Tensor]:
+        return {k: p.detach().clone() for k, p in self.arch_params(phase).items()}
 
     @torch.no_grad()
     def land(self, phase, before: dict[str, torch.Tensor], goal: float,
@@ -176,10 +178,8 @@ class Steering:
         **Decision (docs/mgas.md 10.18):** at or below the goal, as the brake without landing,
         so the epoch still reaches its point; the overshoot is then one group of tied units at
         the goal instead of up to `brake_every` steps of motion past it."""
-        s = self.search
-        params = {f"{c}.{name}": p for c in phase.commit_cells
-                  for name, p in s.net.cells[c].named_parameters() if arch_group(name) is not None}
-        now = {k: p.detach().clone() for k, p in params.items()}
+        params = self.arch_params(phase)
+        now = self.arch_state(phase)
 
         def size_at(f: float) -> int:
             for k, p in params.items():
@@ -192,7 +192,7 @@ class Steering:
             lo, hi = (lo, mid) if size_at(mid) <= goal else (mid, hi)
         size = size_at(hi)
         for p in params.values():
-            buf = s.a_opt.state.get(p, {}).get("momentum_buffer")
+            buf = self.search.a_opt.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
                 buf.zero_()
         return size
