@@ -304,8 +304,8 @@ def test_a_stage_plan_without_stages_is_refused_with_exit_2(tmp_path, cli):
     assert "Traceback" not in result.stderr and not (tmp_path / "one").exists()
 
 
-def test_a_landing_brake_without_a_brake_is_refused_with_exit_2(tmp_path, cli):
-    result = cli("search", "mgas", "--dataset", "synthetic", "--brake", "land", "--lambda-schedule", "paper",
+def test_a_rewinding_brake_without_a_brake_is_refused_with_exit_2(tmp_path, cli):
+    result = cli("search", "mgas", "--dataset", "synthetic", "--brake", "rewind", "--lambda-schedule", "paper",
                  "--no-report", "--out", tmp_path / "one")
     assert result.returncode == 2, result.stderr
     assert "--brake" in result.stderr and "--brake-every" in result.stderr

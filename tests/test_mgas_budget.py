@@ -77,7 +77,7 @@ def test_brake_stops_the_push_once_the_gated_size_is_on_the_plan():
     assert state.correction == 2.0
 
 
-def test_a_landing_brake_puts_the_thresholds_where_the_gated_size_crossed_the_plan():
+def test_a_rewinding_brake_puts_the_thresholds_where_the_gated_size_crossed_the_plan():
     from types import SimpleNamespace
 
     from budgetnas.methods.mgas.regularizers import make_optimizers
@@ -85,7 +85,7 @@ def test_a_landing_brake_puts_the_thresholds_where_the_gated_size_crossed_the_pl
     from budgetnas.methods.mgas.steering import Steering
 
     net = small_net()
-    settings = SearchSettings(brake="land")
+    settings = SearchSettings(brake="rewind")
     _, a_opt = make_optimizers(net, settings)
     state = SearchState(epoch_goal=800.0)
     phase = SimpleNamespace(commit_cells=range(2))
@@ -111,7 +111,7 @@ def test_a_landing_brake_puts_the_thresholds_where_the_gated_size_crossed_the_pl
     assert float(net.cells[0].t_op.detach().abs().sum()) == 0  # what did not move stays
 
 
-def test_the_brake_checks_every_n_steps_and_a_landing_brake_also_after_the_last_step():
+def test_the_brake_checks_every_n_steps_and_a_rewinding_brake_also_after_the_last_step():
     from types import SimpleNamespace
 
     from budgetnas.methods.mgas.search import MGASSearch
@@ -121,8 +121,34 @@ def test_the_brake_checks_every_n_steps_and_a_landing_brake_also_after_the_last_
         return MGASSearch.brake_due(fake, done, steps)
 
     assert [d for d in range(1, 21) if due("stop", d)] == [8, 16]
-    assert [d for d in range(1, 21) if due("land", d)] == [8, 16, 20]
-    assert not any(due("land", d, every=0) for d in range(1, 21))
+    assert [d for d in range(1, 21) if due("rewind", d)] == [8, 16, 20]
+    assert [d for d in range(1, 21) if due("hold", d)] == [8, 16, 20]
+    assert not any(due("rewind", d, every=0) for d in range(1, 21))
+
+
+def test_a_holding_brake_keeps_the_architecture_still_for_the_rest_of_the_epoch(tmp_path, monkeypatch):
+    from budgetnas.methods.mgas.options import MGASOptions
+    from budgetnas.methods.mgas.search import MGASSearch
+    from budgetnas.methods.mgas.steering import Steering
+    from budgetnas.runs import run_method
+
+    seen = []  # (epoch, held, arch step, the op thresholds after the step) in the epochs that pushed
+    real_step = MGASSearch._step
+
+    def step(self, loss, params, *, arch, weights, weight_params=None):
+        real_step(self, loss, params, arch=arch, weights=weights, weight_params=weight_params)
+        if self.state.lam > 0 and weights:
+            t_op = float(self.net.cells[0].t_op.detach().sum())
+            seen.append((self.state.global_epoch, self.holding(), arch, t_op))
+
+    monkeypatch.setattr(MGASSearch, "_step", step)
+    monkeypatch.setattr(Steering, "gated_size", lambda self, phase: 0)  # on the plan at every check
+    run_method("mgas", MGASOptions(**{**TINY, "brake_every": 3, "brake": "hold", "max_final_epochs": 2},
+                                   target_params=12000, out=tmp_path / "run"), progress=False)
+    held = [(epoch, t) for epoch, h, _, t in seen if h]
+    assert held and all(not arch for _, h, arch, _ in seen if h)  # no architecture step once braked
+    assert any(arch for _, h, arch, _ in seen if not h)
+    assert len(set(held)) == len({epoch for epoch, _ in held})  # the thresholds stay still once held
 
 
 def test_the_brake_option_reaches_the_settings_and_stop_is_the_default():
@@ -130,7 +156,7 @@ def test_the_brake_option_reaches_the_settings_and_stop_is_the_default():
     from budgetnas.methods.mgas.settings import settings_from
 
     assert settings_from(MGASOptions()).brake == "stop"
-    assert settings_from(MGASOptions(brake="land")).brake == "land"
+    assert settings_from(MGASOptions(brake="hold")).brake == "hold"
     with pytest.raises(ValueError):
         MGASOptions(brake="slide")
 

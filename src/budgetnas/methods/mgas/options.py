@@ -61,11 +61,12 @@ class MGASOptions(TargetOptions):
     brake_every: int | None = Field(None, ge=0, description="budget controller: every this many steps, "
                                     "stop pushing for the rest of the epoch once the gated size is on the "
                                     "plan (0 = never; budget controller default 8; docs/mgas.md 10.12)")
-    brake: Literal["stop", "land"] | None = Field(
+    brake: Literal["stop", "rewind", "hold"] | None = Field(
         None, description="what the in-epoch brake does once the gated size is on the plan: stop = "
-                          "lambda 0 for the rest of the epoch; land = also move the scores and "
-                          "thresholds back to where the gated size crossed the plan, between the last "
-                          "two checks, and clear the scores' momentum (docs/mgas.md 10.18)")
+                          "lambda 0 for the rest of the epoch; rewind = also put the scores and "
+                          "thresholds back where the gated size crossed the plan (between the last "
+                          "two checks) and clear the scores' momentum; hold = rewind, then no "
+                          "architecture steps for the rest of the epoch (docs/mgas.md 10.18)")
     mu: float | None = Field(None, ge=0, description="weight of the ops' latency cost in R_size "
                                                      "(0 = as published; tiny: 0.1)")
     lr_alpha: float | None = Field(None, gt=0, description="learning rate of alpha (1)")

@@ -45,7 +45,7 @@ class SearchSettings:
     plan: str = "geometric"  # shape of the budget controller's size plan (controller.PLAN_SHAPES)
     stage_plan: str = "even"  # per-cell plan over the phases (controller.STAGE_PLANS)
     brake_every: int = 0  # steps between the controller's in-epoch checks of the gated size (0: none)
-    brake: str = "stop"  # once on the plan: "stop" pushing, or "land" on it (Steering.land)
+    brake: str = "stop"  # once on the plan: "stop" pushing, "rewind" to it, "hold" there (Steering.brake)
     augment: bool = True  # crop/flip/Cutout during search, as in retraining (data.Augment)
     cutout: int | None = None  # None: Augment.standard's size for the dataset
     threshold_momentum: float = 0.9  # SGD momentum of t_op, t_fil, t_w (0.9 as published)

@@ -26,7 +26,8 @@ from .supernet import arch_group
 
 THRESHOLDS = ("t_op", "t_fil", "t_pre", "t_w")
 SCORE_MOMENTUM = 0.9  # of alpha and beta (docs/mgas.md §4)
-LAND_ITERATIONS = 8  # bisection steps of `land`: to within 1/256 of the motion between two checks
+REWINDING = ("rewind", "hold")  # brakes that put the scores and thresholds back on the plan
+REWIND_ITERATIONS = 8  # bisection steps of `rewind`: to within 1/256 of the motion between two checks
 
 
 def momentum_steps(steps: int, momentum: float) -> float:
@@ -70,7 +71,7 @@ class Steering:
         effective = ctl.find_lambda(lambda lam: self.size_with(phase, moves, lam), goal)
         st.lam = effective * st.correction
         st.epoch_goal = goal  # st.braked was cleared at the start of the epoch (search.one_epoch)
-        self.last_check = self.arch_state(phase) if s.s.brake == "land" else None
+        self.last_check = self.arch_state(phase) if s.s.brake in REWINDING else None
         st.t_start = self.mean_op_threshold(phase)
         st.shift = effective * self.mean_op_move(phase, moves)
 
@@ -143,19 +144,20 @@ class Steering:
         feed-forward model does not see CE spreading tied scores, and at the first search epoch of
         the CIFAR-10 supernet the thresholds crossed the whole cliff (413k -> 131k params against
         a plan of 334k). The same rule as between epochs (lambda 0 at or below the plan), checked
-        every N steps. With `--brake land` the scores and thresholds are also put back to where
-        the gated size crossed the plan (`land`)."""
+        every N steps. With `--brake rewind` (or `hold`) the scores and thresholds are also put
+        back where the gated size crossed the plan (`rewind`); with `hold` the architecture then
+        takes no steps for the rest of the epoch (`MGASSearch.holding`)."""
         st = self.search.state
         if st.braked is not None or st.epoch_goal is None:
             return st.braked is not None
         size = self.gated_size(phase)
         if size > st.epoch_goal:
-            if self.search.s.brake == "land":
+            if self.search.s.brake in REWINDING:
                 self.last_check = self.arch_state(phase)
             return False
         st.braked, st.braked_gated = step, size
-        if self.search.s.brake == "land" and self.last_check is not None:
-            st.braked_gated = self.land(phase, self.last_check, st.epoch_goal)
+        if self.search.s.brake in REWINDING and self.last_check is not None:
+            st.braked_gated = self.rewind(phase, self.last_check, st.epoch_goal)
         return True
 
     def arch_params(self, phase) -> dict[str, torch.Tensor]:
@@ -168,14 +170,14 @@ class Steering:
         return {k: p.detach().clone() for k, p in self.arch_params(phase).items()}
 
     @torch.no_grad()
-    def land(self, phase, before: dict[str, torch.Tensor], goal: float,
-             iterations: int = LAND_ITERATIONS) -> int:
+    def rewind(self, phase, before: dict[str, torch.Tensor], goal: float,
+               iterations: int = REWIND_ITERATIONS) -> int:
         """Put the scores and thresholds where the gated size first reached `goal` between the
         last check above it (`before`) and now: the smallest f in [0, 1] (bisection) with the
         gated size at before + f (now - before) at or below the goal. The scores' momentum is
         cleared, since it carries the push just stopped. Returns the gated size left.
 
-        **Decision (docs/mgas.md 10.18):** at or below the goal, as the brake without landing,
+        **Decision (docs/mgas.md 10.18):** at or below the goal, as the brake without a rewind,
         so the epoch still reaches its point; the overshoot is then one group of tied units at
         the goal instead of up to `brake_every` steps of motion past it."""
         params = self.arch_params(phase)
