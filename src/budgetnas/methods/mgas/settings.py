@@ -80,7 +80,7 @@ class SearchState:
     t_start: float = 0.0  # mean op threshold when the epoch's lambda was set
     epoch_goal: float | None = None  # the plan's point at the end of this search epoch
     braked: int | None = None  # step of this epoch at which the gated size reached epoch_goal
-    braked_gated: float | None = None  # the gated size the brake left (after landing, if it lands)
+    braked_gated: float | None = None  # the gated size the brake left (after its rewind, if any)
     pruned: dict | None = None  # ledger totals (ledger.py)
 
 

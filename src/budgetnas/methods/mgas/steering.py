@@ -157,7 +157,7 @@ class Steering:
             return False
         st.braked, st.braked_gated = step, size
         if self.search.s.brake in REWINDING and self.last_check is not None:
-            st.braked_gated = self.rewind(phase, self.last_check, st.epoch_goal)
+            st.braked_gated = self.rewind(phase, self.last_check, st.epoch_goal, size)
         return True
 
     def arch_params(self, phase) -> dict[str, torch.Tensor]:
@@ -170,12 +170,13 @@ class Steering:
         return {k: p.detach().clone() for k, p in self.arch_params(phase).items()}
 
     @torch.no_grad()
-    def rewind(self, phase, before: dict[str, torch.Tensor], goal: float,
+    def rewind(self, phase, before: dict[str, torch.Tensor], goal: float, size_now: int,
                iterations: int = REWIND_ITERATIONS) -> int:
         """Put the scores and thresholds where the gated size first reached `goal` between the
         last check above it (`before`) and now: the smallest f in [0, 1] (bisection) with the
         gated size at before + f (now - before) at or below the goal. The scores' momentum is
-        cleared, since it carries the push just stopped. Returns the gated size left.
+        cleared, since it carries the push just stopped. `size_now` is the gated size now (at
+        f = 1); returns the gated size left.
 
         **Decision (docs/mgas.md 10.18):** at or below the goal, as the brake without a rewind,
         so the epoch still reaches its point; the overshoot is then one group of tied units at
@@ -183,16 +184,17 @@ class Steering:
         params = self.arch_params(phase)
         now = self.arch_state(phase)
 
-        def size_at(f: float) -> int:
+        def move_to(f: float) -> None:
             for k, p in params.items():
                 p.copy_(torch.lerp(before[k], now[k], f))
-            return self.gated_size(phase)
 
-        lo, hi = 0.0, 1.0  # size_at(lo) > goal >= size_at(hi)
+        lo, hi, size = 0.0, 1.0, size_now  # above the goal at lo, at or below it at hi (size)
         for _ in range(iterations):
             mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if size_at(mid) <= goal else (mid, hi)
-        size = size_at(hi)
+            move_to(mid)
+            at_mid = self.gated_size(phase)
+            lo, hi, size = (lo, mid, at_mid) if at_mid <= goal else (mid, hi, size)
+        move_to(hi)
         for p in params.values():
             buf = self.search.a_opt.state.get(p, {}).get("momentum_buffer")
             if buf is not None:
