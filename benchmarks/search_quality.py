@@ -70,6 +70,7 @@ OPTIONAL = {"mgas-cubic": ["--plan", "cubic"], "mgas-nobrake": ["--brake-every",
             "mgas-3stage-w1": ["--stages", "3", "--warmup-epochs", "1"],
             "mgas-3stage-t1": ["--stages", "3", "--first-stage", "train"],
             "mgas-3stage-late": ["--stages", "3", "--stage-plan", "late"],
+            "mgas-3stage-equal": ["--stages", "3", "--stage-plan", "equal"],
             "mgas-rewind": ["--brake", "rewind"], "mgas-3stage-rewind": ["--stages", "3", "--brake", "rewind"],
             "mgas-hold": ["--brake", "hold"], "mgas-3stage-hold": ["--stages", "3", "--brake", "hold"]}
 

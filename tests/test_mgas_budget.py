@@ -101,43 +101,6 @@ def test_plan_is_geometric_and_per_cell():
                           cells_start=cells, ratio=ratio) == 170.0
 
 
-def test_a_late_stage_plan_cuts_less_in_the_stages_and_leaves_the_rest_to_the_final_phase():
-    phase_cells = [range(0, 1), range(0, 2), range(0, 3), range(0, 3)]
-    cells = [100.0, 200.0, 400.0]
-    ratio = ctl.keep_ratio(goal=170.0, total=750.0, cell_sizes=cells)
-    kw = dict(goal=170.0, cells_start=cells, ratio=ratio)
-    late0 = ctl.phase_goal(0, phase_cells, total_now=750.0, cells_now=cells, stage_plan="late", **kw)
-    assert late0 == pytest.approx(650.0 + 100.0 * ratio ** (1 / 16))  # r ** ((1/4) ** 2)
-    # stage 2: cell 0 in its 2nd of 4 phases, cell 1 in its 1st of 3
-    now = [60.0, 200.0, 400.0]
-    even1 = ctl.phase_goal(1, phase_cells, total_now=710.0, cells_now=now, **kw)
-    late1 = ctl.phase_goal(1, phase_cells, total_now=710.0, cells_now=now, stage_plan="late", **kw)
-    assert even1 == pytest.approx(50.0 + 400.0 + 100.0 * ratio ** 0.5 + 200.0 * ratio ** (1 / 3))
-    assert late1 == pytest.approx(50.0 + 400.0 + 100.0 * ratio ** 0.25 + 200.0 * ratio ** (1 / 9))
-    assert late1 > even1
-    # the final phase's goal is the target whatever the plan
-    assert ctl.phase_goal(3, phase_cells, total_now=400.0, cells_now=cells, stage_plan="late", **kw) == 170.0
-
-
-def test_the_stage_plan_option_reaches_the_controller_of_a_search(tmp_path):
-    from budgetnas.methods.mgas.options import MGASOptions
-    from budgetnas.methods.mgas.settings import settings_from
-    from budgetnas.runs import run_method
-
-    assert settings_from(MGASOptions()).stage_plan == "even"
-    target = 14000
-    opts = MGASOptions(**{**TINY, "stages": 3, "stage_plan": "late", "warmup_epochs": 1,
-                          "max_stage_epochs": 2, "stop_after": 3}, target_params=target,
-                       out=tmp_path / "run")
-    run_method("mgas", opts, progress=False)  # stopped after stage 1 (resumable)
-    rows = read_log(tmp_path / "run")
-    start, cells = rows[0]["size"], rows[0]["cell_sizes"]
-    ratio = ctl.keep_ratio(goal=target, total=start, cell_sizes=cells)
-    # stage 1 searches cell 0, the first of its 4 phases: r ** ((1/4) ** 2) of it, not r ** (1/4)
-    planned = [row["planned"] for row in rows if row["stage"] == "stage1" and row["kind"] == "search"]
-    assert planned[-1] == pytest.approx(start - cells[0] + cells[0] * ratio ** (1 / 16), rel=1e-6)
-
-
 # ------------------------------------------------------------------ op cost (mu)
 def test_op_cost_prices_op_kinds_and_pushes_op_thresholds_up():
     net = small_net()

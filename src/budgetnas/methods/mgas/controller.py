@@ -60,7 +60,22 @@ def phases_searching(cell: int, phase_cells: list[range]) -> list[int]:
     return [j for j, cells in enumerate(phase_cells) if cell in cells]
 
 
-STAGE_PLANS = {"even": 1.0, "late": 2.0}  # exponent p of the per-cell plan r ** ((j / n_c) ** p)
+STAGE_PLANS = {"even": 1.0, "late": 2.0, "equal": None}  # exponent p of r ** ((j / n_c) ** p)
+
+
+def cell_goal(cell: int, phase: int, phase_cells: list[range], *, cells_start: list[float], ratio: float,
+              stage_plan: str = "even") -> float:
+    """The size the plan wants `cell` at after `phase` (an intermediate phase that searches it).
+
+    even / late: r ** ((j / n_c) ** p) of its start after the j-th of the n_c phases that search
+    it. equal: every cell searched so far at the same share, r ** (k / n) after the k-th of the n
+    phases that prune (docs/mgas.md 10.19)."""
+    if stage_plan == "equal":
+        pruning = [j for j, cells in enumerate(phase_cells) if len(cells)]
+        return ratio ** ((pruning.index(phase) + 1) / len(pruning)) * cells_start[cell]
+    mine = phases_searching(cell, phase_cells)
+    j = mine.index(phase) + 1
+    return ratio ** ((j / len(mine)) ** STAGE_PLANS[stage_plan]) * cells_start[cell]
 
 
 def phase_goal(phase: int, phase_cells: list[range], *, goal: float, total_now: float,
@@ -73,12 +88,10 @@ def phase_goal(phase: int, phase_cells: list[range], *, goal: float, total_now: 
     all cells compete for the target (docs/mgas.md 10.17)."""
     if phase == len(phase_cells) - 1:
         return goal
-    power = STAGE_PLANS[stage_plan]
     planned = total_now
     for c in phase_cells[phase]:
-        mine = phases_searching(c, phase_cells)
-        j = mine.index(phase) + 1
-        planned += ratio ** ((j / len(mine)) ** power) * cells_start[c] - cells_now[c]
+        planned += cell_goal(c, phase, phase_cells, cells_start=cells_start, ratio=ratio,
+                             stage_plan=stage_plan) - cells_now[c]
     return max(goal, min(planned, total_now))
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from . import controller as ctl
 from .prune import commit, regrow_op, restore, snapshot
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ def commit_step(search: "MGASSearch", phase: "Phase") -> int:
     low, high = band(search)
     net = search.net
     before, size_before, mechanism = snapshot(net), search.sizer(net), "gates"
-    died = commit(net, cells=phase.commit_cells)
+    died = commit_gates(search, phase)
     size = search.sizer(net)
     if size < low:
         restore(net, before)
@@ -44,6 +45,62 @@ def commit_step(search: "MGASSearch", phase: "Phase") -> int:
     if low <= size <= high:
         search.state.reached = True
     return died
+
+
+def cell_floors(search: "MGASSearch", phase: "Phase") -> dict[int, float]:
+    """The sizes no commit of an intermediate phase may cut a cell below, with
+    `--stage-plan equal` (none otherwise): each cell's planned size at the end of the phase."""
+    st, s = search.state, search.s
+    if s.stage_plan != "equal" or phase.final or not st.cells_start:
+        return {}
+    cells = [p.commit_cells for p in search.phases]
+    ratio = ctl.keep_ratio(search.goal, st.total_start, st.cells_start)
+    return {c: ctl.cell_goal(c, st.phase, cells, cells_start=st.cells_start, ratio=ratio,
+                             stage_plan="equal") for c in phase.commit_cells}
+
+
+def floored_size(search: "MGASSearch", phase: "Phase") -> float:
+    """The size just after a plain commit, with each cell below its floor counted at its floor:
+    what `commit_gates` leaves, without its bisections (the controller and the brake ask often).
+    A cell starts every phase at or above the phase's floor, as floors only fall phase by phase."""
+    floors = cell_floors(search, phase)
+    if not floors:
+        return search.sizer(search.net)
+    total, cells = search.sizer.sizes(search.net)
+    return total + sum(max(0.0, floor - cells[c]) for c, floor in floors.items())
+
+
+def commit_gates(search: "MGASSearch", phase: "Phase") -> int:
+    """Commit the closed gates of the phase's cells; returns the number of ops that died.
+
+    **Decision (`--stage-plan equal`, docs/mgas.md 10.19):** a cell the commit would take below
+    its floor gets only the largest share of its closed gates (nearest to pruning first) that
+    keeps it at or above, so the intermediate phases keep every cell at the plan's share and the
+    final phase alone decides the split between cells."""
+    net = search.net
+    floors = cell_floors(search, phase)
+    before = snapshot(net) if floors else {}
+    alive = sum(int(net.cells[c].alive_op.sum()) for c in phase.commit_cells)
+    commit(net, cells=phase.commit_cells)
+    if floors:
+        sizes = search.sizer.sizes(net)[1]
+        for c in (c for c, floor in floors.items() if sizes[c] < floor):
+            _commit_to_floor(search, c, floors[c], before)
+    return alive - sum(int(net.cells[c].alive_op.sum()) for c in phase.commit_cells)
+
+
+def _commit_to_floor(search: "MGASSearch", c: int, floor: float, before: dict) -> None:
+    """Redo cell c's commit with the largest fraction (bisection) that keeps it >= floor."""
+    net = search.net
+    mine = {name: mask for name, mask in before.items() if name.startswith(f"cells.{c}.")}
+    lo, hi = 0.0, 1.0
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        restore(net, mine)
+        commit(net, cells=range(c, c + 1), fraction=mid)
+        lo, hi = (mid, hi) if search.sizer.sizes(net)[1][c] >= floor else (lo, mid)
+    restore(net, mine)
+    commit(net, cells=range(c, c + 1), fraction=lo)
 
 
 def land(search: "MGASSearch", cells: range, *, force: str | None) -> int:

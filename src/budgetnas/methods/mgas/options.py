@@ -54,10 +54,12 @@ class MGASOptions(TargetOptions):
     plan: Literal["geometric", "cubic"] | None = Field(
         None, description="shape of the budget controller's size plan: geometric = equal steps in "
                           "log size; cubic = large cuts first, small ones at the end")
-    stage_plan: Literal["even", "late"] | None = Field(
+    stage_plan: Literal["even", "late", "equal"] | None = Field(
         None, description="with --stages 3, how much each stage cuts of the cells it searches: even = "
                           "equal steps in log size over the phases that search a cell; late = small "
-                          "cuts in the stages, most in the final phase (docs/mgas.md 10.17)")
+                          "cuts in the stages, most in the final phase (docs/mgas.md 10.17); equal = "
+                          "every cell at the same share of its start after each stage, no cell cut "
+                          "below it, so the final phase alone splits the target (docs/mgas.md 10.19)")
     brake_every: int | None = Field(None, ge=0, description="budget controller: every this many steps, "
                                     "stop pushing for the rest of the epoch once the gated size is on the "
                                     "plan (0 = never; budget controller default 8; docs/mgas.md 10.12)")

@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 
 from . import controller as ctl
+from .landing import floored_size
 from .prune import commit, restore, snapshot
 from .supernet import arch_group
 
@@ -121,7 +122,7 @@ class Steering:
         for p, carried, move in moves.values():
             p.add_(carried).add_(move, alpha=lam)
         commit(s.net, cells=phase.commit_cells)
-        size = s.sizer(s.net)
+        size = floored_size(s, phase)
         restore(s.net, masks)
         for key, (p, _, _) in moves.items():
             p.copy_(saved[key])
@@ -216,7 +217,7 @@ class Steering:
         s = self.search
         masks = snapshot(s.net)
         commit(s.net, cells=phase.commit_cells)
-        size = s.sizer(s.net)
+        size = floored_size(s, phase)
         restore(s.net, masks)
         return size
 
