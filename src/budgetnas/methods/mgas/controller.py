@@ -60,7 +60,8 @@ def phases_searching(cell: int, phase_cells: list[range]) -> list[int]:
     return [j for j, cells in enumerate(phase_cells) if cell in cells]
 
 
-STAGE_PLANS = {"even": 1.0, "late": 2.0, "equal": None}  # exponent p of r ** ((j / n_c) ** p)
+# exponent p of the per-cell plan r ** ((j / n_c) ** p); equal has none (one share for all: cell_goal)
+STAGE_PLANS = {"even": 1.0, "late": 2.0, "equal": None}
 
 
 def cell_goal(cell: int, phase: int, phase_cells: list[range], *, cells_start: list[float], ratio: float,
