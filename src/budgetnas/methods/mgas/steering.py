@@ -116,14 +116,10 @@ class Steering:
     def size_with(self, phase, moves: dict, lam: float) -> int:
         """The gated size if every threshold and score moved by its carried-over momentum plus
         lam * its move over the epoch (the state is left as it was)."""
-        s = self.search
-        masks = snapshot(s.net)
         saved = {key: p.detach().clone() for key, (p, _, _) in moves.items()}
         for p, carried, move in moves.values():
             p.add_(carried).add_(move, alpha=lam)
-        commit(s.net, cells=phase.commit_cells)
-        size = floored_size(s, phase)
-        restore(s.net, masks)
+        size = self.committed_size(phase)
         for key, (p, _, _) in moves.items():
             p.copy_(saved[key])
         return size
@@ -213,7 +209,12 @@ class Steering:
 
     @torch.no_grad()
     def gated_size(self, phase) -> int:
-        """The exported size if every closed gate of the phase were committed now."""
+        """The exported size if every closed gate of the phase were committed now (what the
+        brake and the log read)."""
+        return self.committed_size(phase)
+
+    def committed_size(self, phase) -> int:
+        """The size after committing the phase's closed gates on a trial copy of the masks."""
         s = self.search
         masks = snapshot(s.net)
         commit(s.net, cells=phase.commit_cells)
