@@ -1,11 +1,16 @@
 """Landing on the target size: how commits are sized near the target, and the fallbacks.
 
 The learned gates decide what to prune; these functions only make sure the search ends inside
-the band target x (1 +- tolerance): a commit that would undershoot the band is replaced by the
-largest share of it (nearest to pruning first) that stays in it (bisection), a search below the
-band regrows ops, and a search out of epochs above the band is forced down (`force_land`, the
-emergency: whole ops by margin, then weights by magnitude). Each of them is recorded in the
-search's ledger (ledger.py: who pruned).
+the band target x (1 +- tolerance), as near the target as the units allow: a commit that would
+go below the target is replaced by the largest share of it (nearest to pruning first) that stays
+at or above it (bisection), a search below the band regrows ops towards the target, and a search
+out of epochs above the band is forced down to the target (`force_land`, the emergency: whole ops
+by margin, then weights by magnitude). Each of them is recorded in the search's ledger
+(ledger.py: who pruned).
+
+**Decision (docs/mgas.md §5):** the corrections aim at the target, not at the band's edge: the
+band says when a size is accepted, and the baselines land within 0.3 % of the target, so a
+network landed at the band's lower edge would be compared with 3 % fewer parameters.
 """
 from __future__ import annotations
 
@@ -26,16 +31,16 @@ def band(search: "MGASSearch") -> tuple[float, float]:
 
 
 def commit_step(search: "MGASSearch", phase: "Phase") -> int:
-    """Commit closed gates; if that would undershoot the target band, commit only the largest
-    share of them (nearest to pruning first) that stays at or above it: the pruning steps get
-    smaller as the size nears the target, and an overshooting commit is undone (its units
-    regrown) before the smaller step is taken. Returns the number of ops that died."""
+    """Commit closed gates; if that would go below the target, commit only the largest share of
+    them (nearest to pruning first) that stays at or above it: the pruning steps get smaller as
+    the size nears the target, and an overshooting commit is undone (its units regrown) before
+    the smaller step is taken. Returns the number of ops that died."""
     low, high = band(search)
     net = search.net
     before, size_before, mechanism = snapshot(net), search.sizer(net), "gates"
     died = commit_gates(search, phase)
     size = search.sizer(net)
-    if size < low:
+    if size < search.goal:
         restore(net, before)
         died = land(search, phase.commit_cells, force=None)
         size, mechanism = search.sizer(net), "land"
@@ -104,8 +109,7 @@ def _commit_to_floor(search: "MGASSearch", c: int, floor: float, before: dict) -
 
 
 def land(search: "MGASSearch", cells: range, *, force: str | None) -> int:
-    """Commit the largest fraction (bisection) whose size stays >= the band's lower edge."""
-    low, _ = band(search)
+    """Commit the largest fraction (bisection) whose size stays >= the target."""
     net = search.net
     before = snapshot(net)
     lo, hi = 0.0, 1.0
@@ -113,7 +117,7 @@ def land(search: "MGASSearch", cells: range, *, force: str | None) -> int:
         mid = (lo + hi) / 2
         restore(net, before)
         commit(net, cells=cells, fraction=mid, force=force)
-        lo, hi = (mid, hi) if search.sizer(net) >= low else (lo, mid)
+        lo, hi = (mid, hi) if search.sizer(net) >= search.goal else (lo, mid)
         if hi - lo < 1e-4:
             break
     restore(net, before)
@@ -121,8 +125,8 @@ def land(search: "MGASSearch", cells: range, *, force: str | None) -> int:
 
 
 def force_land(search: "MGASSearch") -> None:
-    """Out of epochs above the target: prune whole ops by margin, then weights by magnitude
-    (fine steps) until the size is inside the band."""
+    """Out of epochs above the band: prune whole ops by margin, then weights by magnitude
+    (fine steps) down to the target."""
     cells = range(search.s.layers)
     with search.ledger.track("force", search.net, lambda: search.sizer(search.net)):
         for level in ("ops", "weights"):
@@ -135,13 +139,14 @@ def force_land(search: "MGASSearch") -> None:
 
 def regrow_to_band(search: "MGASSearch") -> int:
     """Below the band: bring pruned ops back, highest sigmoid(alpha) first (fresh weights,
-    beta 0, full masks, old alpha), skipping any that would jump over the band."""
+    beta 0, full masks, old alpha), until the target is reached, skipping any that would jump
+    over the band."""
     with search.ledger.track("regrow", search.net, lambda: search.sizer(search.net)):
         return _regrow_to_band(search)
 
 
 def _regrow_to_band(search: "MGASSearch") -> int:
-    low, high = band(search)
+    _, high = band(search)
     net = search.net
     size = search.sizer(net)
     candidates = []
@@ -150,7 +155,7 @@ def _regrow_to_band(search: "MGASSearch") -> int:
         for e, o in (~cell.alive_op).nonzero().tolist():
             candidates.append((-float(score[e, o]), c, e, o))
     for _, c, e, o in sorted(candidates):
-        if size >= low:
+        if size >= search.goal:
             break
         saved = snapshot(net)
         regrow_op(net, c, e, o, [search.w_opt, search.a_opt])
