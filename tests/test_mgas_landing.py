@@ -59,6 +59,11 @@ def test_regrowth_below_the_band_climbs_to_the_target_without_jumping_over_the_b
             cell.t_op.fill_(2.0)  # every op closed: a commit leaves the network far below the band
     commit(search.net, cells=range(0, 3))
     assert search.sizer(search.net) < band(search)[0]
+    alive = [cell.alive_op.clone() for cell in search.net.cells]
     regrow_to_band(search)
     size = search.sizer(search.net)
     assert search.goal <= size <= band(search)[1]
+    grown = [search.net.cells[c].ops[e][o] for c, cell in enumerate(search.net.cells)
+             for e, o in (cell.alive_op & ~alive[c]).nonzero().tolist()]
+    assert grown  # and none of them parameter-free: they add nothing to a params target
+    assert all(any(True for _ in op.parameters()) for op in grown)

@@ -140,7 +140,8 @@ def force_land(search: "MGASSearch") -> None:
 def regrow_to_band(search: "MGASSearch") -> int:
     """Below the band: bring pruned ops back, highest sigmoid(alpha) first (fresh weights,
     beta 0, full masks, old alpha), until the target is reached, skipping any that would jump
-    over the band."""
+    over the band or add nothing to the size (a parameter-free op when the target is params: it
+    would only cost latency)."""
     with search.ledger.track("regrow", search.net, lambda: search.sizer(search.net)):
         return _regrow_to_band(search)
 
@@ -160,7 +161,7 @@ def _regrow_to_band(search: "MGASSearch") -> int:
         saved = snapshot(net)
         regrow_op(net, c, e, o, [search.w_opt, search.a_opt])
         new = search.sizer(net)
-        if new > high:
+        if new > high or new <= size:
             restore(net, saved)
         else:
             size = new
