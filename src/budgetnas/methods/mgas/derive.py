@@ -3,9 +3,8 @@
 One plan serves both physical pruning and export, so the exported network is exactly what the
 pruned supernet computes, minus the search machinery.
 
-Plan of a cell: node width = the most live output filters, among the channels the cell keeps,
-over the conv ops writing that node; cell width = even-rounded mean of node widths, at least half
-the stage's initial width (a fixed point: see `plan_cell`).
+Plan of a cell: node width = the most live output filters over the conv ops writing that node;
+cell width = even-rounded mean of node widths, at least half the stage's initial width.
 **Decision:** cells at stage ends shrink like the others; the stage heads and the classifier that
 read them are sliced with them (the original kept those cells at full width, which on a 3- or
 4-cell CPU preset leaves almost no cell prunable). **Decision:** all nodes of a cell keep the
@@ -42,40 +41,29 @@ def floor_width(net: MGASSupernet, index: int) -> int:
     return min(net.cells[index].channels, even(net.stage_widths[index] / 2))
 
 
-def _cell_width(cell: SuperCell, convs: list, keep: torch.Tensor, floor: int) -> int:
-    """Even-rounded mean node width, counting only the live filters among the `keep` channels."""
-    node_widths: dict[int, int] = {}
-    for dst, op in convs:
-        node_widths[dst] = max(node_widths.get(dst, 0), int(op.alive_out[keep].sum()))
-    if not node_widths:  # only parameter-free ops left: the floor width is enough
-        return floor
-    return min(int(keep.numel()), max(floor, even(sum(node_widths.values()) / len(node_widths))))
-
-
 def plan_cell(net: MGASSupernet, index: int) -> CellPlan:
-    """**Decision (2026-12-05):** the width is a fixed point: node widths count only live filters
-    among the channels the cell keeps, and the kept set shrinks until they agree. A plan of the
-    pruned network is then the same network (physical pruning keeps the size the search measured);
-    before, every physical pruning cut 10-20 % more of a cell's live filters that no gate had chosen."""
     cell: SuperCell = net.cells[index]
+    width = cell.channels
     floor = floor_width(net, index)
     importance = (torch.sigmoid(cell.beta_pre0) * cell.alive_pre0
                   + torch.sigmoid(cell.beta_pre1) * cell.alive_pre1).detach()
+    node_widths: dict[int, int] = {}
     alive = cell.alive_op.tolist()
-    convs = [(dst, op) for e, (_, dst) in enumerate(cell.edges) for o, op in enumerate(cell.ops[e])
-             if alive[e][o] and isinstance(op, GatedConvOp)]
-    for _, op in convs:
-        importance = importance + (torch.sigmoid(op.beta_out) * op.alive_out).detach()
-    order = torch.argsort(importance, descending=True, stable=True)
-    keep = order
-    while (width := _cell_width(cell, convs, keep, floor)) < keep.numel():
-        keep = order[:width]
-    keep = keep.sort().values
+    for e, (_, dst) in enumerate(cell.edges):
+        for o, op in enumerate(cell.ops[e]):
+            if alive[e][o] and isinstance(op, GatedConvOp):
+                importance = importance + (torch.sigmoid(op.beta_out) * op.alive_out).detach()
+                node_widths[dst] = max(node_widths.get(dst, 0), int(op.alive_out.sum()))
+    if not node_widths:  # only parameter-free ops left: the floor width is enough
+        new_width = floor
+    else:
+        new_width = min(width, max(floor, even(sum(node_widths.values()) / len(node_widths))))
+    keep = torch.topk(importance, new_width).indices.sort().values
     mids = {}
     for e in range(len(cell.edges)):
         for o, op in enumerate(cell.ops[e]):
             if alive[e][o] and isinstance(op, GatedConvOp) and op.kind == "sep":
-                n_mid = min(op.alive_mid.numel(), max(int(op.alive_mid.sum()), int(keep.numel())))
+                n_mid = min(op.alive_mid.numel(), max(int(op.alive_mid.sum()), new_width))
                 score = torch.sigmoid(op.beta_mid).detach() + 10.0 * op.alive_mid  # live first
                 mids[(e, o)] = torch.topk(score, n_mid).indices.sort().values
     return CellPlan(keep, mids)
