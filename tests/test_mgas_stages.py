@@ -101,7 +101,7 @@ def test_the_stage_plan_option_reaches_the_controller_of_a_search(tmp_path):
     from budgetnas.methods.mgas.settings import settings_from
     from budgetnas.runs import run_method
 
-    assert settings_from(MGASOptions()).stage_plan == "even"
+    assert settings_from(MGASOptions()).stage_plan == "equal"
     target = 14000
     opts = MGASOptions(**{**TINY, "stages": 3, "stage_plan": "late", "warmup_epochs": 1,
                           "max_stage_epochs": 2, "stop_after": 3}, target_params=target,

@@ -59,7 +59,7 @@ class MGASOptions(TargetOptions):
                           "equal steps in log size over the phases that search a cell; late = small "
                           "cuts in the stages, most in the final phase (docs/mgas.md 10.17); equal = "
                           "every cell at the same share of its start after each stage, no cell cut "
-                          "below it, so the final phase alone splits the target (docs/mgas.md 10.19)")
+                          "below it, so the final phase alone splits the target (the default; docs/mgas.md 10.19)")
     brake_every: int | None = Field(None, ge=0, description="budget controller: every this many steps, "
                                     "stop pushing for the rest of the epoch once the gated size is on the "
                                     "plan (0 = never; budget controller default 8; docs/mgas.md 10.12)")

@@ -43,7 +43,7 @@ class SearchSettings:
     # budget controller, op cost and augmentation (docs/mgas.md §10)
     lambda_schedule: str = "budget"  # "budget" (controller.py) or "paper" (docs/mgas.md §4 schedule)
     plan: str = "geometric"  # shape of the budget controller's size plan (controller.PLAN_SHAPES)
-    stage_plan: str = "even"  # per-cell plan over the phases (controller.STAGE_PLANS)
+    stage_plan: str = "equal"  # per-cell plan over the phases (controller.STAGE_PLANS; docs/mgas.md 10.19)
     brake_every: int = 0  # steps between the controller's in-epoch checks of the gated size (0: none)
     brake: str = "stop"  # once on the plan: "stop" pushing, "rewind" to it, "hold" there (Steering.brake)
     augment: bool = True  # crop/flip/Cutout during search, as in retraining (data.Augment)
