@@ -2,28 +2,16 @@
 not at the band's lower edge, so a found network is compared with the baselines at the size asked."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import torch
 
 from budgetnas.methods.mgas.landing import band, commit_step, force_land, regrow_to_band
-from budgetnas.methods.mgas.ledger import Ledger
 from budgetnas.methods.mgas.prune import commit
-from budgetnas.methods.mgas.sizer import Sizer
-from mgas_tiny import small_net
+from mgas_tiny import search_stub
 
 
 def landing_search(share: float):
     """A search object around a small supernet in its final phase, the goal at `share` of it."""
-    net = small_net()
-    sizer = Sizer("params", 8)
-    total, cells = sizer.sizes(net)
-    phase = SimpleNamespace(commit_cells=range(0, 3), final=True)
-    state = SimpleNamespace(phase=0, cells_start=cells, total_start=total, reached=False)
-    search = SimpleNamespace(net=net, sizer=sizer, state=state, phases=[phase], goal=total * share,
-                             s=SimpleNamespace(stage_plan="even", tolerance=0.03, layers=3),
-                             ledger=Ledger(), w_opt=None, a_opt=None)
-    return search, phase
+    return search_stub([range(0, 3)], 0, share)
 
 
 @torch.no_grad()

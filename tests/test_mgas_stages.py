@@ -1,16 +1,13 @@
 """Multi-stage MGAS: how much each stage cuts of the cells it searches (docs/mgas.md 10.17, 10.19)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
 from budgetnas.methods.mgas import controller as ctl
 from budgetnas.methods.mgas.landing import commit_gates, floored_size
 from budgetnas.methods.mgas.prune import commit, restore, snapshot
-from budgetnas.methods.mgas.sizer import Sizer
-from mgas_tiny import TINY, read_log, small_net
+from mgas_tiny import TINY, read_log, search_stub
 
 
 def test_an_equal_stage_plan_plans_every_cell_searched_so_far_at_the_same_share():
@@ -33,16 +30,7 @@ def test_an_equal_stage_plan_plans_every_cell_searched_so_far_at_the_same_share(
 
 def floors_search(stage_plan: str, phase: int = 1):
     """A search object around a small supernet, in an intermediate phase over cells 0-1."""
-    net = small_net()
-    sizer = Sizer("params", 8)
-    total, cells = sizer.sizes(net)
-    phases = [SimpleNamespace(commit_cells=range(0, 1), final=False),
-              SimpleNamespace(commit_cells=range(0, 2), final=False),
-              SimpleNamespace(commit_cells=range(0, 3), final=True)]
-    state = SimpleNamespace(phase=phase, cells_start=cells, total_start=total)
-    search = SimpleNamespace(net=net, sizer=sizer, state=state, phases=phases, goal=total * 0.3,
-                             s=SimpleNamespace(stage_plan=stage_plan))
-    return search, phases[phase]
+    return search_stub([range(0, 1), range(0, 2), range(0, 3)], phase, 0.3, stage_plan)
 
 
 @torch.no_grad()
