@@ -4,9 +4,7 @@ One plan serves both physical pruning and export, so the exported network is exa
 pruned supernet computes, minus the search machinery.
 
 Plan of a cell: node width = the most live output filters over the conv ops writing that node;
-cell width = even-rounded mean of node widths, at least half the stage's initial width; once a
-cell is physically pruned, the mean is scaled so that the pruned cell plans to its own width
-(`settle_width`).
+cell width = even-rounded mean of node widths, at least half the stage's initial width.
 **Decision:** cells at stage ends shrink like the others; the stage heads and the classifier that
 read them are sliced with them (the original kept those cells at full width, which on a 3- or
 4-cell CPU preset leaves almost no cell prunable). **Decision:** all nodes of a cell keep the
@@ -43,54 +41,31 @@ def floor_width(net: MGASSupernet, index: int) -> int:
     return min(net.cells[index].channels, even(net.stage_widths[index] / 2))
 
 
-def live_convs(cell: SuperCell):
-    """(edge, op index, op) of every live conv op of the cell."""
-    alive = cell.alive_op.tolist()
-    return [(e, o, op) for e in range(len(cell.edges)) for o, op in enumerate(cell.ops[e])
-            if alive[e][o] and isinstance(op, GatedConvOp)]
-
-
-def mean_node_width(cell: SuperCell) -> float | None:
-    """Mean over nodes of the most live output filters of a conv op writing the node (None when
-    no conv op is left)."""
-    node_widths: dict[int, int] = {}
-    for e, _, op in live_convs(cell):
-        dst = cell.edges[e][1]
-        node_widths[dst] = max(node_widths.get(dst, 0), int(op.alive_out.sum()))
-    return sum(node_widths.values()) / len(node_widths) if node_widths else None
-
-
-def settle_width(cell: SuperCell) -> None:
-    """After physical pruning: the plan of the pruned cell is its width until a gate moves.
-
-    **Decision:** the width scales with the mean node width from the last physical pruning on,
-    so only the gates change a planned width. Without it a pruning cut again each time: live
-    filters outside the kept channels are gone afterwards, so the mean node width counted again
-    is lower than the width it gave (docs/mgas.md 10.21)."""
-    mean = mean_node_width(cell)
-    cell.width_scale.fill_(cell.channels / mean if mean else 1.0)
-
-
 def plan_cell(net: MGASSupernet, index: int) -> CellPlan:
     cell: SuperCell = net.cells[index]
     width = cell.channels
     floor = floor_width(net, index)
     importance = (torch.sigmoid(cell.beta_pre0) * cell.alive_pre0
                   + torch.sigmoid(cell.beta_pre1) * cell.alive_pre1).detach()
-    for _, _, op in live_convs(cell):
-        importance = importance + (torch.sigmoid(op.beta_out) * op.alive_out).detach()
-    mean = mean_node_width(cell)
-    if mean is None:  # only parameter-free ops left: the floor width is enough
+    node_widths: dict[int, int] = {}
+    alive = cell.alive_op.tolist()
+    for e, (_, dst) in enumerate(cell.edges):
+        for o, op in enumerate(cell.ops[e]):
+            if alive[e][o] and isinstance(op, GatedConvOp):
+                importance = importance + (torch.sigmoid(op.beta_out) * op.alive_out).detach()
+                node_widths[dst] = max(node_widths.get(dst, 0), int(op.alive_out.sum()))
+    if not node_widths:  # only parameter-free ops left: the floor width is enough
         new_width = floor
     else:
-        new_width = min(width, max(floor, even(float(cell.width_scale) * mean)))
+        new_width = min(width, max(floor, even(sum(node_widths.values()) / len(node_widths))))
     keep = torch.topk(importance, new_width).indices.sort().values
     mids = {}
-    for e, o, op in live_convs(cell):
-        if op.kind == "sep":
-            n_mid = min(op.alive_mid.numel(), max(int(op.alive_mid.sum()), new_width))
-            score = torch.sigmoid(op.beta_mid).detach() + 10.0 * op.alive_mid  # live first
-            mids[(e, o)] = torch.topk(score, n_mid).indices.sort().values
+    for e in range(len(cell.edges)):
+        for o, op in enumerate(cell.ops[e]):
+            if alive[e][o] and isinstance(op, GatedConvOp) and op.kind == "sep":
+                n_mid = min(op.alive_mid.numel(), max(int(op.alive_mid.sum()), new_width))
+                score = torch.sigmoid(op.beta_mid).detach() + 10.0 * op.alive_mid  # live first
+                mids[(e, o)] = torch.topk(score, n_mid).indices.sort().values
     return CellPlan(keep, mids)
 
 

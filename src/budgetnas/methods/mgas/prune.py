@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .derive import CellPlan, settle_width
+from .derive import CellPlan
 from .supernet import (BN, Conv, FactorizedReduce, GatedConvOp, MGASSupernet, PreConv, SuperCell,
                        stage_bounds)
 
@@ -191,8 +191,6 @@ def physical_prune(net: MGASSupernet, plans: list[CellPlan],
     for k, (_, end) in enumerate(stage_bounds(net.layers, 3)[:2]):
         s.param(net.stage_heads[k].classifier, "weight", (slice(None), outputs[max(end - 1, 0)]))
     s.param(net.classifier, "weight", (slice(None), outputs[-1]))
-    for cell in net.cells:
-        settle_width(cell)
 
 
 def _slice_pre(s: Slicer, pre: nn.Module, keep: torch.Tensor, in_idx) -> None:

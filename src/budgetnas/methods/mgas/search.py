@@ -83,8 +83,6 @@ class MGASSearch:
             self.s.channels = width
             self.net = self._supernet()
         self._resize_to(ckpt["model"])
-        for c in range(len(self.net.cells)):  # a checkpoint from before settle_width plans as then
-            ckpt["model"].setdefault(f"cells.{c}.width_scale", torch.tensor(1.0))
         self.net.load_state_dict(ckpt["model"])
         self.w_opt, self.a_opt = make_optimizers(self.net, self.s)
         self.w_opt.load_state_dict(ckpt["w_opt"])

@@ -210,8 +210,6 @@ class SuperCell(nn.Module):
         self.t_fil = nn.Parameter(torch.zeros(n_e, n_o))
         self.t_w = nn.Parameter(torch.zeros(n_e, n_o))
         self.register_buffer("alive_op", torch.ones(n_e, n_o, dtype=torch.bool))
-        # planned width per unit of mean node width, set by physical pruning (derive.settle_width)
-        self.register_buffer("width_scale", torch.tensor(1.0))
         self.register_buffer("edge_node", torch.tensor([dst - 2 for _, dst in self.edges]),
                              persistent=False)
         self.register_buffer("is_conv", IS_CONV.clone(), persistent=False)
