@@ -206,6 +206,13 @@ def network_acc(row: dict) -> float:
     return statistics.mean(retrainings(row))
 
 
+def retrain_spread(rows: list[dict]) -> float | None:
+    """Mean over found networks of the std of their retrainings (pp): how much one network's
+    accuracy moves with the training seed alone (None without rows of >= 2 retrainings)."""
+    spreads = [statistics.stdev(retrainings(r)) for r in rows if len(retrainings(r)) >= 2]
+    return 100 * statistics.mean(spreads) if spreads else None
+
+
 def key(row: dict) -> tuple:
     return row["dataset"], row["target"], row["method"], row["seed"]
 
@@ -295,8 +302,8 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
         mgas = {r["seed"]: network_acc(r) for r in here if r["method"] == "mgas"}
         lines += [f"### target {target:,} non-zero params", "",
                   "| method | seeds | retrainings | params (mean) | off target | test acc % (mean ± std) | per seed | "
-                  "paired diff vs MGAS (pp) [95 % CI] | latency ms | search s | search peak MB |",
-                  "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+                  "paired diff vs MGAS (pp) [95 % CI] | retrain std (pp) | latency ms | search s | search peak MB |",
+                  "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
         baseline_diffs = {}
         for method in [*METHODS, *OPTIONAL, *width_variants(here)]:
             rs = sorted((r for r in here if r["method"] == method), key=lambda r: r["seed"])
@@ -314,6 +321,7 @@ def dataset_tables(rows: list[dict], dataset: str) -> list[str]:
             cells = [method, str(len(rs)), "-".join(map(str, counts)), f"{params:,.0f}", f"{100 * (params / target - 1):+.1f} %",
                      mean_std(accs), ", ".join(f"{100 * a:.1f}" for a in accs),
                      "-" if method == "mgas" or not diffs else paired_cell(diffs),
+                     "-" if (spread := retrain_spread(rs)) is None else f"{spread:.2f}",
                      f"{statistics.median(lat):.2f}" if lat else "-",
                      f"{statistics.mean(srch):.0f}" if srch else "-", f"{max(peak):.0f}" if peak else "-"]
             lines.append("| " + " | ".join(cells) + " |")

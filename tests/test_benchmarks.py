@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from dna_ranking import op_effects  # noqa: E402
 from nb201_synflow import synflow  # noqa: E402
 import search_quality  # noqa: E402
-from search_quality import load_results, network_acc, paired, verdict  # noqa: E402
+from search_quality import load_results, network_acc, paired, retrain_spread, verdict  # noqa: E402
 from supernet_finetune import outside_indices, reinitialised  # noqa: E402
 from supernet_digits import kendall_summary, retrain_dir  # noqa: E402
 
@@ -100,6 +100,14 @@ def test_a_later_line_with_more_retrainings_replaces_the_job_and_is_averaged(tmp
     rows = load_results(path)
     assert [r["method"] for r in rows] == ["mgas", "darts"]
     assert network_acc(rows[0]) == pytest.approx(0.95) and network_acc(rows[1]) == 0.95
+
+
+def test_retrain_spread_is_the_mean_std_of_each_networks_retrainings_and_skips_single_ones():
+    rows = [{"test_acc": 0.9, "test_acc_retrains": [0.90, 0.92, 0.94]},
+            {"test_acc": 0.9, "test_acc_retrains": [0.95, 0.95, 0.95]},
+            {"test_acc": 0.5}]  # one retraining: no spread of its own
+    assert retrain_spread(rows) == pytest.approx(100 * 0.02 / 2)
+    assert retrain_spread(rows[2:]) is None
 
 
 def test_retrains_top_up_a_finished_job_with_new_seeds_only(tmp_path, monkeypatch):
