@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
-
-from types import SimpleNamespace
 
 from budgetnas.methods.mgas.ledger import Ledger
 from budgetnas.methods.mgas.sizer import Sizer
